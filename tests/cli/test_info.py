@@ -1,0 +1,28 @@
+"""`changeseg info` lists presets and backbones with their sizes and costs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from changeseg.cli import info
+
+
+def test_json_lists_presets_backbones_and_costs(capsys):
+    assert info.main(["--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    presets = {row["name"]: row for row in report["presets"]}
+    assert {"c3po-resnet18-deeplabv3", "c3po-vgg16bn-deeplabv3", "c3po-mobilenetv2-fcn"} <= set(presets)
+    assert presets["c3po-resnet18-deeplabv3"]["params_m"] == pytest.approx(44.7, abs=0.1)
+    assert presets["c3po-mobilenetv2-fcn"]["gmacs_512"] < presets["c3po-resnet18-fcn"]["gmacs_512"]
+    backbones = {row["name"]: row for row in report["backbones"]}
+    assert backbones["mobilenet_v2"]["channels"] == [24, 32, 96, 320]
+    assert backbones["mobilenet_v2"]["imagenet_offline"] is True
+    assert len(backbones) == 8
+
+
+def test_table_output(capsys):
+    assert info.main([]) == 0
+    out = capsys.readouterr().out
+    assert "c3po-mobilenetv2-fcn" in out and "GMACs" in out

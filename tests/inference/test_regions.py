@@ -1,0 +1,46 @@
+"""Regions are the connected components of the mask, with correct geometry and scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from changeseg.inference.regions import find_regions
+
+
+def test_components_boxes_areas_centroids_and_scores():
+    mask = np.zeros((10, 12), bool)
+    mask[1:4, 2:6] = True  # 3×4 = 12 px, centroid (3.5, 2)
+    mask[7, 9] = True  # 1 px
+    probability = np.zeros((10, 12), np.float32)
+    probability[1:4, 2:6] = 0.6
+    probability[2, 3] = 0.9
+    probability[7, 9] = 0.7
+    regions, kept = find_regions(mask, probability)
+    assert [r.area for r in regions] == [12, 1]
+    big = regions[0]
+    assert big.id == 1 and big.box == (2, 1, 6, 4)
+    assert big.centroid == pytest.approx((3.5, 2.0))
+    assert big.max_score == pytest.approx(0.9)
+    assert big.mean_score == pytest.approx((11 * 0.6 + 0.9) / 12)
+    assert np.array_equal(kept, mask)
+
+
+def test_min_area_drops_regions_from_list_and_mask():
+    mask = np.zeros((10, 12), bool)
+    mask[1:4, 2:6] = True
+    mask[7, 9] = True
+    regions, kept = find_regions(mask, mask.astype(np.float32), min_area=2)
+    assert len(regions) == 1 and not kept[7, 9] and kept[2, 3]
+
+
+def test_typed_regions_take_their_majority_class():
+    mask = np.zeros((6, 6), bool)
+    mask[0:2, 0:3] = True
+    labels = np.zeros((6, 6), np.uint8)
+    labels[0:2, 0:3] = 2
+    labels[0, 0] = 1
+    regions, _ = find_regions(mask, mask.astype(np.float32), labels=labels,
+                              class_names=["unchanged", "appear", "disappear", "exchange"])
+    assert regions[0].label == "disappear"
+    assert regions[0].to_dict()["box"] == [0, 0, 3, 2]
