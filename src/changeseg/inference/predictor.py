@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
 from changeseg.errors import CheckpointError, ConfigError, InputError, WeightsNotFoundError
-from changeseg.inference.regions import Region, find_regions
+from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities
 from changeseg.io.checkpoints import (
     CONFIG_FILE,
     CheckpointConfig,
@@ -28,9 +25,6 @@ from changeseg.io.images import (
     read_image,
     to_float,
     to_model_channels,
-    to_uint8_rgb,
-    write_json,
-    write_png,
 )
 from changeseg.models.model import ChangeSegModel, ModelConfig
 from changeseg.models.presets import PRESETS, preset_config
@@ -39,12 +33,6 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DEFAULT_MODEL = "default"
 # Used while no trained `default` is packaged: an untrained network, flagged as such everywhere.
 FALLBACK_PRESET = "c3po-mobilenetv2-fcn"
-CLASS_COLOURS = {
-    "changed": (255, 48, 48),
-    "appear": (40, 200, 60),
-    "disappear": (255, 48, 48),
-    "exchange": (255, 190, 0),
-}
 
 
 @cache
@@ -63,79 +51,6 @@ def packaged_models() -> dict[str, Path]:
     if not root.is_dir():
         return {}
     return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
-
-
-@dataclass
-class ChangeResult:
-    """What changed between a reference and a comparison image."""
-
-    probability: np.ndarray  # H×W float32, probability of any change
-    mask: np.ndarray  # H×W bool, changed pixels (after the minimum-area filter)
-    regions: list[Region]
-    comparison: np.ndarray  # the comparison image as given (H×W×C)
-    threshold: float
-    class_map: np.ndarray | None = None  # H×W class indices for typed-change models
-    class_names: list[str] = field(default_factory=lambda: ["unchanged", "changed"])
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    model_name: str = ""
-    trained: bool = True
-
-    @property
-    def changed_fraction(self) -> float:
-        """Fraction of pixels marked as changed."""
-        return float(self.mask.mean()) if self.mask.size else 0.0
-
-    def overlay(self, alpha: float = 0.45) -> np.ndarray:
-        """The comparison image (H×W×3 uint8) with changed regions tinted and outlined."""
-        image = to_uint8_rgb(self.comparison)
-        tinted = image.astype(np.float32)
-        colours = self._pixel_colours()
-        selected = self.mask
-        tinted[selected] = (1 - alpha) * tinted[selected] + alpha * colours[selected]
-        out = tinted.round().astype(np.uint8)
-        contours, _ = cv2.findContours(self.mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_SIMPLE)
-        thickness = max(1, round(max(self.mask.shape) / 400))
-        cv2.drawContours(out, contours, -1, (255, 255, 0), thickness)
-        return out
-
-    def _pixel_colours(self) -> np.ndarray:
-        colours = np.zeros((*self.mask.shape, 3), np.float32)
-        colours[:] = CLASS_COLOURS["changed"]
-        if self.class_map is not None:
-            for index, name in enumerate(self.class_names):
-                if name in CLASS_COLOURS:
-                    colours[self.class_map == index] = CLASS_COLOURS[name]
-        return colours
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary: model, threshold, changed fraction, timings and regions."""
-        height, width = self.mask.shape
-        return {
-            "model": self.model_name,
-            "trained": self.trained,
-            "width": width,
-            "height": height,
-            "threshold": self.threshold,
-            "changed_fraction": round(self.changed_fraction, 6),
-            "changed_pixels": int(self.mask.sum()),
-            "region_count": len(self.regions),
-            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
-            "regions": [r.to_dict() for r in self.regions],
-        }
-
-    def save(self, out_dir: str | os.PathLike, save_probability: bool = False) -> list[Path]:
-        """Write mask.png (0/255), overlay.png, regions.json and optionally probability.png."""
-        out = Path(out_dir)
-        written = [
-            write_png(out / "mask.png", self.mask.astype(np.uint8) * 255),
-            write_png(out / "overlay.png", self.overlay()),
-        ]
-        if save_probability:
-            written.append(write_png(out / "probability.png",
-                                     (self.probability * 255).round().astype(np.uint8)))
-        written.append(write_json(out / "regions.json", self.summary()))
-        return written
 
 
 class ChangeDetector:
@@ -276,37 +191,13 @@ class ChangeDetector:
         probs = self.predict_proba(ref, cmp)
         inferred = time.perf_counter()
         threshold = self.config.threshold if threshold is None else float(threshold)
-        if not 0.0 <= threshold <= 1.0:
-            raise InputError(f"threshold must be between 0 and 1, got {threshold}")
-        probability = (1.0 - probs[0]).astype(np.float32)
-        raw_mask = probability > threshold
-        class_map = None
-        if probs.shape[0] > 2:
-            class_map = (probs[1:].argmax(axis=0) + 1).astype(np.uint8)
-            class_map[~raw_mask] = 0
-        regions, mask = find_regions(raw_mask, probability, min_area, class_map,
-                                     self.class_names if class_map is not None else None)
-        if class_map is not None:
-            class_map[~mask] = 0
-        done = time.perf_counter()
-        timings = {"read": (loaded - started) * 1e3, "inference": (inferred - loaded) * 1e3,
-                   "postprocess": (done - inferred) * 1e3, "total": (done - started) * 1e3}
-        return ChangeResult(probability, mask, regions, cmp, threshold, class_map,
-                            list(self.class_names), timings, self.name, self.trained)
-
-
-def match_size(reference: np.ndarray, comparison: np.ndarray, resize: bool) -> np.ndarray:
-    """The comparison image, checked (or, with `resize`, resized) to the reference's size."""
-    if reference.shape[:2] == comparison.shape[:2]:
-        return comparison
-    ref_size = f"{reference.shape[1]}×{reference.shape[0]}"
-    cmp_size = f"{comparison.shape[1]}×{comparison.shape[0]}"
-    if not resize:
-        raise InputError(f"reference is {ref_size} but comparison is {cmp_size} (width×height); "
-                         "use resize=True (--resize) to resize the comparison")
-    resized = cv2.resize(comparison, (reference.shape[1], reference.shape[0]),
-                         interpolation=cv2.INTER_AREA)
-    return resized[:, :, None] if resized.ndim == 2 else resized
+        result = result_from_probabilities(probs, cmp, threshold, min_area, self.class_names,
+                                           self.name, self.trained)
+        result.timings_ms = {"read": (loaded - started) * 1e3,
+                             "inference": (inferred - loaded) * 1e3,
+                             "postprocess": (time.perf_counter() - inferred) * 1e3,
+                             "total": (time.perf_counter() - started) * 1e3}
+        return result
 
 
 def resolve_device(device: str) -> torch.device:

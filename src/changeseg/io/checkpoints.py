@@ -11,16 +11,17 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from changeseg import __version__
 from changeseg.errors import CheckpointError
 from changeseg.io.images import atomic_write, write_json
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# torch and safetensors.torch are imported inside the functions that need them, so reading a
+# checkpoint's config (e.g. by the torch-free ONNX runtime) never imports torch.
 
 FORMAT_NAME = "changeseg-checkpoint"
 FORMAT_VERSION = 1
@@ -62,6 +63,9 @@ def save_checkpoint(folder: str | os.PathLike, state_dict: dict[str, Tensor],
 
     `storage_dtype="float16"` halves the size on disk; weights are cast back to float32 on load.
     """
+    import torch
+    from safetensors.torch import save_file
+
     if storage_dtype not in ("float32", "float16"):
         raise CheckpointError(f"storage_dtype must be float32 or float16, got {storage_dtype!r}")
     target = Path(folder)
@@ -79,6 +83,9 @@ def save_checkpoint(folder: str | os.PathLike, state_dict: dict[str, Tensor],
 
 def load_checkpoint(folder: str | os.PathLike) -> tuple[CheckpointConfig, dict[str, Tensor]]:
     """Read a checkpoint folder; raises CheckpointError naming what is missing or wrong."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     root = Path(folder)
     if not root.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {root}")
