@@ -19,8 +19,11 @@ from changeseg.errors import ChangesegError
 # verb -> module under changeseg.cli holding a click command named `command`
 VERBS: dict[str, str] = {
     "detect": "detect",
+    "evaluate": "evaluate",
+    "finetune": "finetune",
     "info": "info",
     "synth": "synth",
+    "train": "train",
 }
 
 

@@ -32,7 +32,7 @@ from changeseg.data.pairs import (
     natural_key,
 )
 from changeseg.errors import InputError
-from changeseg.io.images import read_image
+from changeseg.io.images import read_image, to_model_channels
 
 DEFECT_TYPES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 TYPED_CLASSES = ("unchanged", *DEFECT_TYPES)
@@ -130,8 +130,10 @@ class DeepPCBDataset(PairDataset):
         template, tested, box_file = self._paths[index]
         if not box_file.is_file():
             raise InputError(f"{name}: annotation file not found: {box_file}")
-        reference = read_image(template, f"{name} template")
-        comparison = read_image(tested, f"{name} tested image")
+        # The release is greyscale, but 37 of its 2000 JPEGs are stored as 3-channel copies of
+        # the grey values: read every image as one channel so each pair matches.
+        reference = to_model_channels(read_image(template, f"{name} template"), 1)
+        comparison = to_model_channels(read_image(tested, f"{name} tested image"), 1)
         height, width = reference.shape[:2]
         boxes = clip_boxes(read_boxes(box_file), width, height)
         mask = rasterise_boxes(boxes, height, width, typed=self.typed_mask)

@@ -1,0 +1,100 @@
+"""`changeseg train` and `changeseg finetune`, run in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from changeseg.cli.finetune import main as finetune_main
+from changeseg.cli.main import main as changeseg_main
+from changeseg.cli.train import main as train_main
+from changeseg.io.checkpoints import read_config
+from tests.training.train_helpers import write_pairs
+
+TINY = """
+name: cli-tiny
+seed: 3
+model: {backbone: mobilenet_v2, fpn_channels: 16, pretrained: null}
+data:
+  train: [{spec: "folder:PAIRS"}]
+  crop_size: 32
+  batch_size: 2
+  num_workers: 0
+  val_fraction: 0.25
+trainer: {max_epochs: 1, accelerator: cpu, devices: 1, checkpoint_every_n_steps: 2,
+          log_every_n_steps: 1}
+"""
+
+
+@pytest.fixture
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def test_verbs_are_listed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert changeseg_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "finetune" in out
+    assert train_main(["--help"]) == 0
+    assert "KEY.SUB=VALUE" in capsys.readouterr().out
+
+
+def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("data: {train: [{spec: 'folder:/x'}]}\noptim: {lrr: 0.1}\n")
+    assert train_main(["--config", str(recipe)]) == 1
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and lines[0].startswith("error:") and "optim.lrr" in lines[0]
+    assert train_main(["--config", str(tmp_path / "missing.yaml")]) == 1
+    assert error_lines(capsys) == [f"error: recipe not found: {tmp_path / 'missing.yaml'}"]
+    assert train_main(["--config", str(recipe), "optim.lr"]) == 1
+    assert "key.sub=value" in error_lines(capsys)[0]
+    assert train_main([]) == 2
+    assert "--config" in error_lines(capsys)[0]
+    assert train_main(["--resume", "--out", str(tmp_path / "nothing")]) == 2
+    assert "--config" in error_lines(capsys)[0]
+    assert finetune_main(["--from", str(tmp_path / "no-model"), "--data", "folder:/x"]) == 1
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "--from" in lines[0]
+
+
+def test_train_then_finetune(tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None) -> None:
+    pairs = write_pairs(tmp_path / "pairs", count=8, size=48, seed=2)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(TINY.replace("PAIRS", str(pairs)))
+    run = tmp_path / "run"
+    assert train_main(["--config", str(recipe), "--out", str(run), "--no-progress", "optim.lr=2e-3"]) == 0
+    assert f"best model: {run / 'best'}" in capsys.readouterr().out
+    config = read_config(run / "best")
+    assert config.metadata["training"]["recipe"]["optim"]["lr"] == pytest.approx(2e-3)
+    assert (run / "recipe.yaml").is_file()
+    # a second start in the same folder is refused; --resume (recipe read from the run) is not
+    assert train_main(["--config", str(recipe), "--out", str(run)]) == 1
+    assert "--resume" in error_lines(capsys)[0]
+    assert train_main(["--resume", "--out", str(run), "--no-progress", "trainer.max_epochs=2"]) == 0
+    assert read_config(run / "last").metadata["training"]["epoch"] == 1
+    # --auto-resume: finds the finished run's checkpoint, has nothing left to do, re-exports
+    assert train_main(["-c", str(recipe), "--out", str(run), "--auto-resume", "--no-progress",
+                       "trainer.max_epochs=2"]) == 0
+    capsys.readouterr()
+
+    tuned = tmp_path / "tuned"
+    code = finetune_main(["--from", str(run / "best"), "--data", f"folder:{pairs}", "--out", str(tuned),
+                          "--no-progress", "data.crop_size=32", "data.num_workers=0",
+                          "data.batch_size=2", "data.train.0.samples_per_epoch=4",
+                          "trainer.max_epochs=1", "trainer.accelerator=cpu"])
+    assert code == 0, capsys.readouterr().err
+    tuned_config = read_config(tuned / "best")
+    assert tuned_config.model == config.model
+    training = tuned_config.metadata["training"]
+    assert training["init"]["from"] == str(run / "best") and not training["init"]["skipped"]
+    assert training["recipe"]["optim"]["freeze_bn"] is True

@@ -1,0 +1,173 @@
+"""The data module: validation split, seeded order and augmentation, resumable loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from changeseg.errors import ConfigError
+from changeseg.training.datamodule import (
+    ChangeDataModule,
+    EpochOrder,
+    ResumableBatchSampler,
+    collate_pairs,
+)
+from changeseg.training.recipe import load_recipe
+from tests.training.train_helpers import write_pairs
+
+
+def data_section(*overrides: str):
+    return load_recipe(None, ["data.num_workers=0", "data.crop_size=32", "data.batch_size=2",
+                              "data.val_fraction=0.25", *overrides]).data
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_pairs(tmp_path_factory.mktemp("pairs"), count=8, size=48, seed=3)
+
+
+def module(pairs: Path, *overrides: str, seed: int = 0, **kwargs: int) -> ChangeDataModule:
+    section = data_section(f"data.train=[{{spec: 'folder:{pairs}'}}]", *overrides)
+    dm = ChangeDataModule(section, seed=seed, **kwargs)
+    dm.setup("fit")
+    return dm
+
+
+def batches(loader) -> list[dict]:
+    return [batch for batch in loader]
+
+
+def test_validation_split_is_carved_and_recorded(pairs: Path) -> None:
+    dm = module(pairs)
+    info = dm.split_info()
+    assert info["val_seed"] == 0 and info["val_fraction"] == 0.25
+    source = info["sources"][0]
+    assert source["train"] == 6 and source["val"] == 2 and len(source["val_names"]) == 2
+    assert module(pairs).split_info() == info  # same seed, same split
+    other = module(pairs, "data.val_seed=5").split_info()["sources"][0]["val_names"]
+    assert sorted(other) != sorted(source["val_names"])
+    train_names = {n for b in batches(dm.train_dataloader()) for n in b["name"]}
+    assert train_names.isdisjoint(source["val_names"])
+    val = batches(dm.val_dataloader())
+    assert sorted(n for b in val for n in b["name"]) == sorted(source["val_names"])
+    assert val[0]["reference"].shape[-2:] == (48, 48)  # whole images for validation
+
+
+def test_training_batches_are_seeded_by_epoch(pairs: Path) -> None:
+    dm = module(pairs, "data.augment.color_jitter=0.3", "data.augment.p_color=1.0")
+    loader = dm.train_dataloader()
+    first = batches(loader)
+    assert len(first) == 3
+    batch = first[0]
+    assert batch["reference"].shape == (2, 3, 32, 32) and batch["mask"].dtype == torch.int64
+    assert set(batch["mask"].unique().tolist()) <= {0, 1, 255}
+    again = batches(module(pairs, "data.augment.color_jitter=0.3", "data.augment.p_color=1.0")
+                    .train_dataloader())
+    for a, b in zip(first, again):
+        assert a["name"] == b["name"] and torch.equal(a["reference"], b["reference"])
+    loader.batch_sampler.sampler.set_epoch(1)
+    second = batches(loader)
+    assert [b["name"] for b in second] != [b["name"] for b in first]
+
+
+def test_loader_resumes_within_an_epoch(pairs: Path) -> None:
+    dm = module(pairs)
+    loader = dm.train_dataloader()
+    loader.batch_sampler.sampler.set_epoch(3)
+    full = batches(loader)
+    loader.progress = lambda: 2
+    state = loader.state_dict()
+    assert state == {"epoch": 3, "batches_done": 2}
+    fresh = module(pairs).train_dataloader()
+    fresh.load_state_dict(state)
+    rest = batches(fresh)
+    assert [b["name"] for b in rest] == [b["name"] for b in full[2:]]
+    assert torch.equal(rest[0]["comparison"], full[2]["comparison"])
+    assert len(batches(fresh)) == len(full)  # the skip applies once
+    fresh.load_state_dict({"epoch": 3, "batches_done": len(full)})  # finished epoch: no skip
+    assert len(batches(fresh)) == len(full)
+
+
+def test_epoch_order_shares_between_ranks() -> None:
+    ranks = [EpochOrder(10, seed=1, rank=r, world_size=2) for r in range(2)]
+    shares = [r.indices() for r in ranks]
+    assert sorted(shares[0] + shares[1]) == list(range(10))
+    padded = [EpochOrder(5, seed=1, rank=r, world_size=2).indices() for r in range(2)]
+    assert len(padded[0]) == len(padded[1]) == 3 and set(padded[0] + padded[1]) == set(range(5))
+    dropped = EpochOrder(5, seed=1, rank=1, world_size=2, drop_last=True)
+    assert len(dropped.indices()) == len(dropped) == 2
+    sampler = ResumableBatchSampler(EpochOrder(5, seed=0), batch_size=2, drop_last=True)
+    assert len(sampler) == 2 and all(len(b) == 2 for b in sampler)
+    assert all(key[0] == 0 for b in sampler for key in b)
+
+
+def test_collate_pads_mixed_sizes() -> None:
+    small = {"reference": torch.ones(3, 2, 3), "comparison": torch.ones(3, 2, 3),
+             "mask": torch.ones(2, 3, dtype=torch.int64), "name": "a"}
+    large = {"reference": torch.ones(3, 4, 4), "comparison": torch.ones(3, 4, 4),
+             "mask": torch.zeros(4, 4, dtype=torch.int64), "name": "b", "offset": (0, 0)}
+    batch = collate_pairs([small, large])
+    assert batch["reference"].shape == (2, 3, 4, 4) and batch["name"] == ["a", "b"]
+    assert batch["mask"][0, 3, 3] == 255 and batch["reference"][0, 0, 3, 3] == 0
+    assert set(batch) == {"reference", "comparison", "mask", "name"}
+
+
+def test_class_counts_match_the_training_masks(pairs: Path) -> None:
+    dm = module(pairs)
+    train_names = set(dm.split_info()["sources"][0]["val_names"])
+    expected = np.zeros(2, np.int64)
+    for path in sorted((pairs / "label").iterdir()):
+        if path.stem in train_names:
+            continue
+        mask = np.asarray(Image.open(path)) > 127
+        expected += [int((~mask).sum()), int(mask.sum())]
+    assert dm.class_pixel_counts().tolist() == expected.tolist()
+
+
+def test_grey_images_become_three_channels(tmp_path: Path) -> None:
+    grey = write_pairs(tmp_path / "grey", count=4, size=40, grey=True)
+    dm = module(grey)
+    assert next(iter(dm.train_dataloader()))["reference"].shape[1] == 3
+    single = module(grey, "data.mean=[0.5]", "data.std=[0.25]", in_channels=1)
+    assert next(iter(single.val_dataloader()))["reference"].shape[1] == 1
+
+
+def test_random_crops_and_tiles(pairs: Path) -> None:
+    dm = module(pairs, "data.train.0.samples_per_epoch=10", "data.val_tile=32",
+                "data.val_batch_size=4")
+    assert len(dm.train_set) == 10
+    # each 48×48 validation image gives 2×2 tiles of 32 (the last ones aligned to the edge)
+    assert len(dm.val_set) == 8
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["reference"].shape == (4, 3, 32, 32)
+    with pytest.raises(ConfigError, match="crop_size"):
+        module(pairs, "data.train.0.samples_per_epoch=10", "data.crop_size=null")
+    # weight: a plain source is repeated, a cropped source serves more crops
+    assert len(module(pairs, "data.train.0.weight=3").train_set) == 18
+    weighted = module(pairs, "data.train.0.samples_per_epoch=5", "data.train.0.weight=2")
+    assert len(weighted.train_set) == 10 and weighted.split_info()["sources"][0]["train"] == 10
+
+
+def test_synthetic_source(tmp_path: Path) -> None:
+    section = data_section("data.train=[{spec: synthetic, samples_per_epoch: 6, options: {size: 32}}]",
+                           "data.val_synthetic=3", "data.labels=typed", "model.num_classes=4")
+    dm = ChangeDataModule(section, seed=1, num_classes=4)
+    dm.setup("fit")
+    assert len(dm.train_set) == 6 and len(dm.val_set) == 3
+    assert dm.split_info()["sources"][0]["val_names"] == ["synth_000000", "synth_000001", "synth_000002"]
+    loader = dm.train_dataloader()
+    first = [n for b in loader for n in b["name"]]
+    assert all(int(n.split("_")[1]) >= 3 for n in first)  # validation pairs never train
+    loader.batch_sampler.sampler.set_epoch(1)
+    assert set(first).isdisjoint(n for b in loader for n in b["name"])  # fresh pairs each epoch
+    assert dm.class_pixel_counts().shape == (4,)
+    with pytest.raises(ConfigError, match="swap"):
+        ChangeDataModule(data_section("data.train=[{spec: synthetic}]", "data.labels=typed",
+                                      "model.num_classes=4", "data.augment.swap=0.5"),
+                         num_classes=4).setup()
+    with pytest.raises(ConfigError, match="classes"):
+        ChangeDataModule(section, num_classes=2).setup()

@@ -1,0 +1,162 @@
+"""End-to-end training: a real-data run that learns, exact resume, two-process DDP."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from torchmetrics.classification import BinaryF1Score
+
+from changeseg.io.checkpoints import load_checkpoint, read_config
+from changeseg.training.datamodule import ChangeDataModule
+from changeseg.training.module import ChangeSegTask, changed_probability, changed_target
+from changeseg.training.trainer import train
+from tests.conftest import require_real_data
+from tests.training.train_helpers import single_thread, tiny_recipe, write_pairs  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+HERE = Path(__file__).resolve().parent
+
+
+def epoch_losses(run: Path) -> list[float]:
+    with open(run / "logs" / "csv" / "version_0" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+
+
+def val_f1(model: torch.nn.Module, data: ChangeDataModule) -> float:
+    metric = BinaryF1Score(ignore_index=255)
+    model.eval()
+    with torch.no_grad():
+        for batch in data.val_dataloader():
+            logits = model(batch["reference"], batch["comparison"])
+            metric.update(changed_probability(logits), changed_target(batch["mask"]))
+    return float(metric.compute())
+
+
+def test_short_real_training_learns(tmp_path: Path) -> None:
+    """(a) LEVIR-CD and egy_ncc crops, 18 CPU steps: the loss falls and the model beats its
+    untrained self on the held-back validation pairs."""
+    levir = require_real_data("levir_samples")
+    egy = require_real_data("egy_ncc")
+    recipe = tiny_recipe(
+        tmp_path / "run", f"folder:{levir}", f"data.train.1={{spec: 'folder:{egy}'}}",
+        "model.pretrained=imagenet", "optim.freeze_bn=true", "data.crop_size=96",
+        "data.batch_size=4", "trainer.max_epochs=6", "trainer.checkpoint_every_n_steps=100",
+        "seed=1")
+    data = ChangeDataModule(recipe.data, seed=recipe.seed)
+    pl.seed_everything(recipe.seed, verbose=False)
+    untrained = ChangeSegTask(model=recipe.model.model_config(), pretrained="imagenet").model
+    before = val_f1(untrained, data)
+
+    best = train(recipe)
+
+    losses = epoch_losses(tmp_path / "run")
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    config, state = load_checkpoint(best)
+    untrained.load_state_dict(state)
+    after = val_f1(untrained, data)
+    assert after > before + 0.1, (before, after)
+    training = config.metadata["training"]
+    assert training["selected_on"] == "validation val/f1"
+    assert training["val_metrics"]["val/f1"] == pytest.approx(after, abs=1e-4)
+    held_out = {n for s in training["data"]["sources"] for n in s["val_names"]}
+    assert len(held_out) == 5 and training["data"]["val_seed"] == 0
+    assert sorted(config.metadata["val_names"]) == sorted(held_out)  # for evaluate --names model-val
+    assert config.model["fpn_channels"] == 16 and config.mean == [0.485, 0.456, 0.406]
+    assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+    assert any((tmp_path / "run" / "logs" / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+class CrashAt(Callback):
+    """Raise inside training once `global_step` reaches `step` (a killed run)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: dict,
+                             batch_idx: int) -> None:
+        if trainer.global_step >= self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    """(b) A run killed mid-epoch and resumed from its last checkpoint ends with the same
+    weights, optimiser and schedule as a run that was never interrupted."""
+    data = write_pairs(tmp_path / "data", count=10)
+    settings = ["data.batch_size=2", "trainer.max_epochs=2", "trainer.checkpoint_every_n_steps=2"]
+    whole = train(tiny_recipe(tmp_path / "whole", f"folder:{data}", *settings)).parent
+
+    broken = tmp_path / "broken"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_recipe(broken, f"folder:{data}", *settings), callbacks=[CrashAt(3)])
+    saved = torch.load(broken / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 2  # mid-epoch: 4 batches per epoch
+    assert not [p for p in (broken / "checkpoints").iterdir() if p.suffix != ".ckpt"]
+    with pytest.raises(Exception, match="--resume"):
+        train(tiny_recipe(broken, f"folder:{data}", *settings))
+    train(tiny_recipe(broken, f"folder:{data}", *settings), resume=True)
+
+    _, expected = load_checkpoint(whole / "last")
+    _, resumed = load_checkpoint(broken / "last")
+    for name, tensor in expected.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+    a = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(broken / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 8
+    assert a["lr_schedulers"] == b["lr_schedulers"]
+    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
+        torch.testing.assert_close(sb["exp_avg"], sa["exp_avg"], rtol=1e-5, atol=1e-7)
+    summary = json.loads((broken / "summary.json").read_text())
+    assert summary["exported"]["last"]["global_step"] == 8
+
+
+def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
+    """(c) Lightning DDP with two CPU processes (gloo): both ranks end with the same weights,
+    each trained on its own share of every epoch, and rank 0 alone exports the model."""
+    data = write_pairs(tmp_path / "data", count=12)
+    path = os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    env.pop("OMP_NUM_THREADS", None)
+    done = subprocess.run([sys.executable, str(HERE / "ddp_worker.py"), str(tmp_path), str(data)],
+                          cwd=HERE.parents[1], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["backend"] == "gloo"
+    for name, tensor in ranks[0]["params"].items():
+        torch.testing.assert_close(ranks[1]["params"][name], tensor, rtol=0, atol=1e-6, msg=name)
+    for epoch in (0, 1):
+        seen = [{n for batch in r["names"] if batch[0] == epoch for n in batch[1:]} for r in ranks]
+        assert seen[0] and seen[1] and seen[0].isdisjoint(seen[1])
+    best = tmp_path / "run" / "best"
+    assert read_config(best).metadata["training"]["world_size"] == 2
+    _, exported = load_checkpoint(tmp_path / "run" / "last")
+    for name, tensor in ranks[0]["params"].items():
+        torch.testing.assert_close(exported[name], tensor)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [
+    "deeppcb", "tsunami-fewshot", "synthetic-pretrain", "aerial"])
+def test_shipped_recipe_runs_on_real_data(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every recipe in configs/ trains a few steps on the real data and exports a model."""
+    from changeseg.training.recipe import load_recipe
+
+    monkeypatch.setenv("CHANGESEG_DATA", str(require_real_data()))
+    recipe = load_recipe(HERE.parents[1] / "configs" / f"{name}.yaml", [
+        f"output.dir={tmp_path / 'run'}", "model.fpn_channels=16", "data.batch_size=2",
+        "data.val_batch_size=1", "data.num_workers=0", "data.weight_samples=16",
+        "trainer.max_steps=2", "trainer.limit_val_batches=2", "trainer.accelerator=cpu",
+        "trainer.devices=1", "trainer.progress_bar=false"])
+    best = train(recipe)
+    config = read_config(best)
+    assert config.metadata["training"]["recipe_name"] == name
+    assert config.metadata["training"]["global_step"] <= 2
