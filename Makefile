@@ -12,6 +12,11 @@ DEMO_OUT := demo-output
 install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
+	# The web page is tested in a real headless Chromium (Debian's packages; browsers cannot be
+	# downloaded by test tools here). Installed when missing and we are root; otherwise say so.
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: install chromium and chromium-driver (Debian packages) for the browser test"; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[train,onnx,serve,geo,dev]' $(TORCH_PINS)
@@ -20,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check src tests bench examples tools
 
 test: lint
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -25,25 +25,6 @@ def main() -> None:
         write_png(folder / "truth.png", sample["mask"] * 255)
         write_png(folder / "truth_typed.png", sample["typed_mask"])
         print(f"wrote {folder}")
-    write_pair_figure(HERE / "coffee", HERE.parent / "docs" / "images" / "demo-pair.png")
-
-
-def write_pair_figure(folder: Path, target: Path, gap: int = 8) -> None:
-    """Reference | comparison | true change (outlined on the comparison), for the README."""
-    import cv2
-    import numpy as np
-
-    from changeseg.io.images import read_image, read_mask
-
-    reference = read_image(folder / "reference.png")
-    comparison = read_image(folder / "comparison.png")
-    truth = read_mask(folder / "truth.png") > 0
-    outlined = comparison.copy()
-    contours, _ = cv2.findContours(truth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(outlined, contours, -1, (255, 255, 0), 2)
-    spacer = np.full((reference.shape[0], gap, 3), 255, np.uint8)
-    write_png(target, np.concatenate([reference, spacer, comparison, spacer, outlined], axis=1))
-    print(f"wrote {target}")
 
 
 if __name__ == "__main__":

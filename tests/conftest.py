@@ -37,3 +37,17 @@ def data_root() -> Path:
 def rng() -> np.random.Generator:
     """A seeded random generator so every test input is reproducible."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint folder holding `trained_tiny_model()` (normalisation: identity on [0,1] × 4)."""
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.checkpoints import CheckpointConfig
+    from tests.inference.conftest import trained_tiny_model
+
+    model = trained_tiny_model()
+    config = CheckpointConfig(model=model.config.to_dict(), mean=[0.5] * 3, std=[0.25] * 3)
+    folder = tmp_path_factory.mktemp("models") / "tiny"
+    ChangeDetector.from_model(model, config, precision="fp32").save_pretrained(folder)
+    return folder

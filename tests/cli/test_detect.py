@@ -9,9 +9,8 @@ import pytest
 
 from changeseg.cli import detect
 from changeseg.cli.main import main as changeseg_main
-from changeseg.io.images import write_png
+from changeseg.io.images import read_image, write_png
 from tests.conftest import require_real_data
-from tests.inference.conftest import tiny_checkpoint  # noqa: F401  (shared fixture)
 
 
 @pytest.fixture
@@ -22,7 +21,7 @@ def images(tmp_path, rng):
     return write_png(tmp_path / "ref.png", reference), write_png(tmp_path / "cmp.png", comparison)
 
 
-def test_writes_all_outputs_and_a_summary_line(images, tmp_path, tiny_checkpoint, capsys):  # noqa: F811
+def test_writes_all_outputs_and_a_summary_line(images, tmp_path, tiny_checkpoint, capsys):
     out = tmp_path / "out"
     code = detect.main([str(images[0]), str(images[1]), "-o", str(out), "--model", str(tiny_checkpoint),
                         "--save-probability", "--min-area", "3", "--precision", "fp32"])
@@ -37,7 +36,7 @@ def test_writes_all_outputs_and_a_summary_line(images, tmp_path, tiny_checkpoint
     assert captured.out.count("\n") == 1
 
 
-def test_through_the_group_on_a_real_pair(tmp_path, tiny_checkpoint, capsys):  # noqa: F811
+def test_through_the_group_on_a_real_pair(tmp_path, tiny_checkpoint, capsys):
     root = require_real_data("tsunami")
     code = changeseg_main(["detect", str(root / "t0" / "00000001.jpg"), str(root / "t1" / "00000001.jpg"),
                            "-o", str(tmp_path / "o"), "-m", str(tiny_checkpoint)])
@@ -46,7 +45,8 @@ def test_through_the_group_on_a_real_pair(tmp_path, tiny_checkpoint, capsys):  #
 
 
 def test_untrained_models_say_so(images, tmp_path, capsys):
-    code = detect.main([str(images[0]), str(images[1]), "-o", str(tmp_path / "o")])
+    code = detect.main([str(images[0]), str(images[1]), "-o", str(tmp_path / "o"),
+                        "--model", "c3po-mobilenetv2-fcn"])
     assert code == 0
     assert "UNTRAINED" in capsys.readouterr().err
 
@@ -92,3 +92,128 @@ def test_every_verb_has_help(capsys):
         assert "Usage: changeseg" in capsys.readouterr().out
     assert changeseg_main(["--help"]) == 0
     assert "detect" in capsys.readouterr().out
+
+
+# --- batch mode -------------------------------------------------------------------------------
+
+@pytest.fixture
+def pair_list(tmp_path, rng):
+    """A CSV of two good pairs (one real LEVIR pair) and one whose comparison is missing."""
+    import shutil
+
+    levir = require_real_data("levir_samples")
+    name = sorted((levir / "A").glob("*.png"))[0].name
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    shutil.copy(levir / "A" / name, tmp_path / "A" / "levir.png")
+    shutil.copy(levir / "B" / name, tmp_path / "B" / "levir.png")
+    reference = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    comparison = reference.copy()
+    comparison[5:25, 10:40] = 255 - comparison[5:25, 10:40]
+    write_png(tmp_path / "A" / "synth.png", reference)
+    write_png(tmp_path / "B" / "synth.png", comparison)
+    listing = tmp_path / "pairs.csv"
+    listing.write_text("reference,comparison,name\nA/levir.png,B/levir.png,levir\n"
+                       "A/synth.png,B/synth.png,synth\nA/synth.png,B/missing.png,lost\n")
+    return listing
+
+
+def test_batch_pair_list_lists_failures_exits_nonzero_and_resumes(pair_list, tmp_path, tiny_checkpoint,
+                                                                 capsys):
+    out = tmp_path / "out"
+    args = ["--pairs", str(pair_list), "-o", str(out), "-m", str(tiny_checkpoint), "--precision", "fp32"]
+    code = detect.main(args)
+    captured = capsys.readouterr()
+    assert code == 1
+    errors = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: pair lost:") and "file not found" in errors[0]
+    assert "3 pair(s): 2 done, 0 skipped (already complete), 1 failed" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == ["levir", "summary.csv", "synth"]
+    assert {"mask.png", "overlay.png", "regions.json"} <= {p.name for p in (out / "levir").iterdir()}
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert summary[0] == "name,status,changed_fraction,regions,ms,error" and len(summary) == 4
+
+    code = detect.main(args)  # second run: the finished pairs are skipped
+    captured = capsys.readouterr()
+    assert code == 1 and "0 done, 2 skipped" in captured.out
+
+    pair_list.write_text("\n".join(pair_list.read_text().splitlines()[:3]) + "\n")  # drop the bad pair
+    assert detect.main(args) == 0
+    assert "2 pair(s): 0 done, 2 skipped" in capsys.readouterr().out
+    assert detect.main([*args, "--overwrite", "--min-area", "3"]) == 0
+    assert "2 done, 0 skipped" in capsys.readouterr().out
+
+
+def test_batch_from_two_folders_through_the_group(pair_list, tmp_path, tiny_checkpoint, capsys):
+    out = tmp_path / "out"
+    code = changeseg_main(["detect", "--ref-dir", str(tmp_path / "A"), "--cmp-dir", str(tmp_path / "B"),
+                           "-o", str(out), "-m", str(tiny_checkpoint), "--tile-size", "128"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "2 pair(s): 2 done" in captured.out
+    assert (out / "levir" / "regions.json").is_file() and (out / "synth" / "regions.json").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a.png", "b.png", "--pairs", "p.csv"], "not both"),
+    (["--ref-dir", "A"], "go together"),
+    (["--pairs", "p.csv", "--ref-dir", "A", "--cmp-dir", "B"], "not both"),
+    ([], "give REFERENCE and COMPARISON"),
+    (["a.png", "b.png", "--ecc"], "need --align"),
+    (["a.png", "b.png", "--tile-size", "64", "--tile-overlap", "40"], "at most half"),
+    (["a.png", "b.png", "--bands", "0,1"], "1-based"),
+])
+def test_mode_and_option_errors_are_one_line(args, message, tmp_path, capsys):
+    code = detect.main([*args, "-o", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and message in err and err.startswith("error:")
+    assert not (tmp_path / "out").exists()
+
+
+def test_onnx_backend_is_selectable_or_explains_itself(images, tmp_path, capsys):
+    code = detect.main([str(images[0]), str(images[1]), "-o", str(tmp_path / "o"), "--backend", "onnx",
+                        "-m", str(tmp_path / "no-such-model")])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and err.startswith("error:")
+
+
+@pytest.fixture
+def onnx_folder(tiny_checkpoint, tmp_path_factory):  # noqa: F811
+    pytest.importorskip("onnxruntime")
+    from tests.inference.onnx_helpers import export_tiny
+
+    return export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny").folder
+
+
+def test_onnx_backend_tiles_batches_and_never_imports_torch(onnx_folder, tiny_checkpoint, tmp_path, rng):  # noqa: F811
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT_ROOT
+    from tests.inference.onnx_helpers import changed_pair
+
+    reference, comparison = changed_pair(rng, 96, 160)
+    ref, cmp = write_png(tmp_path / "r.png", reference), write_png(tmp_path / "c.png", comparison)
+    (tmp_path / "pairs.csv").write_text(f"{ref},{cmp},p1\n{ref},{tmp_path / 'nope.png'},p2\n")
+    tiles = ["--tile-size", "64", "--tile-overlap", "16", "--tile-batch", "3"]
+    script = (
+        "import sys\n"
+        "from changeseg.cli.detect import main\n"
+        f"single = main([{str(ref)!r}, {str(cmp)!r}, '-o', {str(tmp_path / 'onnx')!r}, '--backend', 'onnx', "
+        f"'-m', {str(onnx_folder)!r}, *{tiles!r}])\n"
+        f"batch = main(['--pairs', {str(tmp_path / 'pairs.csv')!r}, '-o', {str(tmp_path / 'batch')!r}, "
+        f"'--backend', 'onnx', '-m', {str(onnx_folder)!r}, *{tiles!r}])\n"
+        "assert 'torch' not in sys.modules, 'the ONNX path imported torch'\n"
+        "print('codes', single, batch)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "codes 0 1" in done.stdout and "error: pair p2:" in done.stderr
+    assert detect.main([str(ref), str(cmp), "-o", str(tmp_path / "torch"), "-m", str(tiny_checkpoint),
+                        "--precision", "fp32", *tiles]) == 0
+    onnx_mask = read_image(tmp_path / "onnx" / "mask.png")
+    torch_mask = read_image(tmp_path / "torch" / "mask.png")
+    assert 0.05 < (torch_mask > 0).mean() < 0.95
+    assert (onnx_mask == torch_mask).mean() > 0.99
+    assert (tmp_path / "batch" / "p1" / "regions.json").is_file()

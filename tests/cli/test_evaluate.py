@@ -7,10 +7,9 @@ import json
 
 from changeseg.cli import evaluate
 from tests.conftest import require_real_data
-from tests.inference.conftest import tiny_checkpoint  # noqa: F401  (shared fixture)
 
 
-def test_writes_a_report_on_real_pairs(tmp_path, tiny_checkpoint, capsys):  # noqa: F811
+def test_writes_a_report_on_real_pairs(tmp_path, tiny_checkpoint, capsys):
     root = require_real_data("levir_samples")
     out = tmp_path / "report"
     code = evaluate.main(["-m", str(tiny_checkpoint), "-d", f"folder:{root}", "--split", "test",
@@ -27,7 +26,7 @@ def test_writes_a_report_on_real_pairs(tmp_path, tiny_checkpoint, capsys):  # no
     assert "`c3po`" in captured.out
 
 
-def test_bad_inputs_give_one_line(tmp_path, tiny_checkpoint, capsys):  # noqa: F811
+def test_bad_inputs_give_one_line(tmp_path, tiny_checkpoint, capsys):
     root = require_real_data("levir_samples")
     cases = [
         (["-d", "nosuchformat:/x"], "unknown"),

@@ -1,11 +1,10 @@
-"""A tiny seeded checkpoint trained for a few steps to see inverted patches, shared by inference tests."""
+"""A tiny seeded network trained for a few steps to see inverted patches (see the `tiny_checkpoint`
+fixture in tests/conftest.py, which saves it once per session)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from changeseg.inference.predictor import ChangeDetector
 from changeseg.models import build_model
 
 
@@ -40,15 +39,3 @@ def trained_tiny_model(steps: int = 40):
         loss.backward()
         optimiser.step()
     return model.eval()
-
-
-@pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    """A checkpoint folder holding `trained_tiny_model()` (normalisation: identity on [0,1] × 4)."""
-    from changeseg.io.checkpoints import CheckpointConfig
-
-    model = trained_tiny_model()
-    config = CheckpointConfig(model=model.config.to_dict(), mean=[0.5] * 3, std=[0.25] * 3)
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    ChangeDetector.from_model(model, config, precision="fp32").save_pretrained(folder)
-    return folder

@@ -106,9 +106,26 @@ def test_unknown_models_and_presets(tmp_path):
         ChangeDetector.from_pretrained("nope")
     with pytest.raises(CheckpointError, match="not found"):
         ChangeDetector.from_pretrained(tmp_path / "missing")
-    untrained = ChangeDetector.from_pretrained("default")
+    untrained = ChangeDetector.from_pretrained("c3po-mobilenetv2-fcn")
     assert not untrained.trained and untrained.config.metadata["preset"] == "c3po-mobilenetv2-fcn"
     assert "ImageNet" in untrained.config.metadata["init"]
+
+
+def test_packaged_default_model_finds_the_example_changes():
+    from pathlib import Path
+
+    from changeseg.inference.predictor import packaged_models
+    from changeseg.io.images import read_mask
+
+    assert "default" in packaged_models()
+    detector = ChangeDetector.from_pretrained("default")
+    assert detector.trained and detector.config.threshold == pytest.approx(0.95)
+    assert detector.config.metadata["training"]["recipe_name"] == "default"
+    examples = Path(__file__).resolve().parents[2] / "examples" / "coffee"
+    result = detector.predict(examples / "reference.png", examples / "comparison.png")
+    truth = read_mask(examples / "truth.png") > 0
+    iou = (truth & result.mask).sum() / (truth | result.mask).sum()
+    assert iou > 0.6  # 0.81 when packaged; an untrained or broken model scores near 0
 
 
 def test_predicts_on_a_real_pair(tiny_checkpoint):

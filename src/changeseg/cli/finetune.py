@@ -13,7 +13,7 @@ from changeseg.cli.train import import_training
 
 @click.command(name="finetune", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--from", "start", required=True, metavar="MODEL",
-              help="A trained change-model folder (model.safetensors + config.json), or a preset "
+              help="A packaged model name (default), a trained change-model folder, or a preset "
                    "name to start from an ImageNet backbone with fresh fusion and head.")
 @click.option("--data", "-d", "data", multiple=True, required=True, metavar="FORMAT:PATH",
               help="Training pairs, e.g. folder:my_pairs or pcd:data/tsunami (repeatable). "
@@ -36,12 +36,17 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
 
     \b
     Examples:
+      changeseg finetune --from default --data folder:my_pairs
       changeseg finetune --from runs/aerial/best --data folder:my_pairs
       changeseg finetune --from c3po-mobilenetv2-fcn --data pcd:data/tsunami optim.lr=1e-4
     """
     trainer = import_training()
+    from changeseg.inference.predictor import packaged_models
     from changeseg.training.recipe import finetune_base, load_recipe
 
+    packaged = packaged_models()
+    if start in packaged and not Path(start).exists():  # a model shipped with changeseg, by name
+        start = str(packaged[start])
     base = finetune_base(start, list(data))
     recipe = load_recipe(config, list(overrides), base=base)
     if out is not None:

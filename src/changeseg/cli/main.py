@@ -20,10 +20,12 @@ from changeseg.errors import ChangesegError
 VERBS: dict[str, str] = {
     "detect": "detect",
     "evaluate": "evaluate",
-    "finetune": "finetune",
+    "export": "export",
     "info": "info",
     "synth": "synth",
     "train": "train",
+    "finetune": "finetune",
+    "serve": "serve",
 }
 
 

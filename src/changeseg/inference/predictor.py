@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -12,7 +11,14 @@ import numpy as np
 import torch
 
 from changeseg.errors import CheckpointError, ConfigError, InputError, WeightsNotFoundError
-from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities
+from changeseg.inference.align import AlignOptions
+from changeseg.inference.pipeline import detect_pair
+from changeseg.inference.result import (  # noqa: F401  (match_size, result_from_probabilities: re-exported)
+    ChangeResult,
+    match_size,
+    result_from_probabilities,
+)
+from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions
 from changeseg.io.checkpoints import (
     CONFIG_FILE,
     CheckpointConfig,
@@ -151,20 +157,20 @@ class ChangeDetector:
         return to_model_channels(read_image(image, name), self.model.config.in_channels)
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """Normalised N×C×H×W tensor from an H×W×C image or an N×H×W×C batch."""
         array = to_float(image)
-        channels = array.shape[2]
+        batch = array if array.ndim == 4 else array[None]
+        channels = batch.shape[3]
         mean = np.asarray(self.config.mean[:channels], np.float32)
         std = np.asarray(self.config.std[:channels], np.float32)
         if mean.size != channels or std.size != channels:
             raise InputError(f"the model's normalisation has {len(self.config.mean)} channels, "
                              f"the image has {channels}")
-        array = (array - mean) / std
-        tensor = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None]
+        batch = (batch - mean) / std
+        tensor = torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
         return tensor.to(self.device)
 
-    def predict_proba(self, reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
-        """Class probabilities (num_classes×H×W float32) for two prepared, same-size images."""
-        ref, cmp = self._to_tensor(reference), self._to_tensor(comparison)
+    def _forward_proba(self, ref: torch.Tensor, cmp: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             if self.precision == "bf16":
                 ref = ref.contiguous(memory_format=torch.channels_last)
@@ -173,31 +179,37 @@ class ChangeDetector:
                     logits = self.model(ref, cmp)
             else:
                 logits = self.model(ref, cmp)
-            return torch.softmax(logits.float(), dim=1)[0].cpu().numpy()
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def predict_proba(self, reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
+        """Class probabilities (num_classes×H×W float32) for two prepared, same-size images."""
+        return self._forward_proba(self._to_tensor(reference), self._to_tensor(comparison))[0]
+
+    def predict_proba_batch(self, references: np.ndarray, comparisons: np.ndarray) -> np.ndarray:
+        """Class probabilities (N×num_classes×H×W) for N prepared pairs of one size (N×H×W×C each).
+
+        Used by tiling to send several tiles through the network at once.
+        """
+        return self._forward_proba(self._to_tensor(references), self._to_tensor(comparisons))
 
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
-                min_area: int = 0, resize: bool = False) -> ChangeResult:
+                min_area: int = 0, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
+                tile_overlap: int | None = None, tile_batch: int = 1,
+                align: bool | str | AlignOptions = False) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         `threshold` (default: the model's own) applies to the probability of any change;
         regions smaller than `min_area` pixels are dropped. Images of different sizes are an
-        InputError unless `resize=True`, which resizes the comparison to the reference.
+        InputError unless `resize=True`, which resizes the comparison to the reference, or
+        `align` (True, "sift", "orb" or `AlignOptions`), which registers the comparison onto
+        the reference and marks the reference pixels it does not cover as unknown
+        (`result.unknown`, never changed; `result.alignment` reports the fit). Images larger
+        than `tile_size` pixels (0 = never) are predicted as overlapping tiles of that size
+        (`tile_overlap` pixels, default a quarter tile up to 128; `tile_batch` tiles per forward
+        pass) blended into one map.
         """
-        started = time.perf_counter()
-        ref = self.prepare(reference, "reference")
-        cmp = self.prepare(comparison, "comparison")
-        cmp = match_size(ref, cmp, resize)
-        loaded = time.perf_counter()
-        probs = self.predict_proba(ref, cmp)
-        inferred = time.perf_counter()
-        threshold = self.config.threshold if threshold is None else float(threshold)
-        result = result_from_probabilities(probs, cmp, threshold, min_area, self.class_names,
-                                           self.name, self.trained)
-        result.timings_ms = {"read": (loaded - started) * 1e3,
-                             "inference": (inferred - loaded) * 1e3,
-                             "postprocess": (time.perf_counter() - inferred) * 1e3,
-                             "total": (time.perf_counter() - started) * 1e3}
-        return result
+        tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
+        return detect_pair(self, reference, comparison, threshold, min_area, resize, tiling, align)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ class ChangeResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     model_name: str = ""
     trained: bool = True
+    unknown: np.ndarray | None = None  # H×W bool: pixels that cannot be judged (outside the overlap)
+    alignment: dict[str, Any] | None = None  # the alignment report when the pair was registered
+
+    @property
+    def unknown_fraction(self) -> float:
+        """Fraction of pixels that cannot be judged (0 when everything is known)."""
+        return float(self.unknown.mean()) if self.unknown is not None and self.unknown.size else 0.0
 
     @property
     def changed_fraction(self) -> float:
@@ -49,6 +57,8 @@ class ChangeResult:
         colours = self._pixel_colours()
         selected = self.mask
         tinted[selected] = (1 - alpha) * tinted[selected] + alpha * colours[selected]
+        if self.unknown is not None:  # cannot be judged: greyed out
+            tinted[self.unknown] = 0.35 * tinted[self.unknown] + 0.65 * 128.0
         out = tinted.round().astype(np.uint8)
         contours, _ = cv2.findContours(self.mask.astype(np.uint8), cv2.RETR_EXTERNAL,
                                        cv2.CHAIN_APPROX_SIMPLE)
@@ -66,8 +76,18 @@ class ChangeResult:
         return colours
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary: model, threshold, changed fraction, timings and regions."""
+        """A JSON-ready summary: model, threshold, changed fraction, timings and regions.
+
+        Pairs with unknown pixels (outside an alignment's overlap, or nodata) also carry
+        `unknown_fraction` and `unknown_pixels`; aligned pairs carry the `alignment` report.
+        """
         height, width = self.mask.shape
+        extra: dict[str, Any] = {}
+        if self.unknown is not None:
+            extra["unknown_fraction"] = round(self.unknown_fraction, 6)
+            extra["unknown_pixels"] = int(self.unknown.sum())
+        if self.alignment is not None:
+            extra["alignment"] = self.alignment
         return {
             "model": self.model_name,
             "trained": self.trained,
@@ -78,11 +98,20 @@ class ChangeResult:
             "changed_pixels": int(self.mask.sum()),
             "region_count": len(self.regions),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            **extra,
             "regions": [r.to_dict() for r in self.regions],
         }
 
-    def save(self, out_dir: str | os.PathLike, save_probability: bool = False) -> list[Path]:
-        """Write mask.png (0/255), overlay.png, regions.json and optionally probability.png."""
+    def save(self, out_dir: str | os.PathLike, save_probability: bool = False,
+             extra: dict[str, Any] | None = None, before_summary: Callable[[Path], list[Path]] | None = None
+             ) -> list[Path]:
+        """Write mask.png (0/255), overlay.png, regions.json and optionally probability.png.
+
+        unknown.png (255 = cannot be judged) is written when the result has unknown pixels.
+        `before_summary(out)` may write more files (e.g. GeoTIFFs); `extra` keys are merged
+        into regions.json. regions.json is always written last, so its presence means the
+        folder is complete.
+        """
         out = Path(out_dir)
         written = [
             write_png(out / "mask.png", self.mask.astype(np.uint8) * 255),
@@ -91,7 +120,11 @@ class ChangeResult:
         if save_probability:
             written.append(write_png(out / "probability.png",
                                      (self.probability * 255).round().astype(np.uint8)))
-        written.append(write_json(out / "regions.json", self.summary()))
+        if self.unknown is not None and self.unknown.any():
+            written.append(write_png(out / "unknown.png", self.unknown.astype(np.uint8) * 255))
+        if before_summary is not None:
+            written.extend(before_summary(out))
+        written.append(write_json(out / "regions.json", {**self.summary(), **(extra or {})}))
         return written
 
 
@@ -111,16 +144,23 @@ def match_size(reference: np.ndarray, comparison: np.ndarray, resize: bool) -> n
 
 def result_from_probabilities(probs: np.ndarray, comparison: np.ndarray, threshold: float,
                               min_area: int, class_names: list[str], model_name: str = "",
-                              trained: bool = True) -> ChangeResult:
+                              trained: bool = True, unknown: np.ndarray | None = None) -> ChangeResult:
     """Turn class probabilities (num_classes×H×W) into a ChangeResult.
 
     The change probability is 1 − p(class 0); pixels above `threshold` are changed; typed
     models label each changed pixel with its most likely change class; regions smaller than
-    `min_area` pixels are dropped from the regions and the mask.
+    `min_area` pixels are dropped from the regions and the mask. Pixels flagged in `unknown`
+    (H×W bool) get probability 0 and are never changed.
     """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
     probability = (1.0 - probs[0]).astype(np.float32)
+    if unknown is not None:
+        if unknown.shape != probability.shape:
+            raise InputError(f"unknown mask of shape {unknown.shape} does not match the "
+                             f"probabilities {probability.shape}")
+        unknown = unknown.astype(bool, copy=False)
+        probability[unknown] = 0.0
     raw_mask = probability > threshold
     class_map = None
     if probs.shape[0] > 2:
@@ -131,4 +171,4 @@ def result_from_probabilities(probs: np.ndarray, comparison: np.ndarray, thresho
     if class_map is not None:
         class_map[~mask] = 0
     return ChangeResult(probability, mask, regions, comparison, threshold, class_map,
-                        list(class_names), {}, model_name, trained)
+                        list(class_names), {}, model_name, trained, unknown)
