@@ -545,7 +545,8 @@ def write_section(markdown: str, path: Path) -> None:
         text = path.read_text(encoding="utf-8")
         start, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
         if start != -1 and end > start:
-            text = text[:start] + block + text[end + len(END_MARKER):].lstrip("\n")
+            rest = text[end + len(END_MARKER):].lstrip("\n")
+            text = text[:start] + block + ("\n" + rest if rest else "")
         else:
             text = text.rstrip("\n") + "\n\n" + block
     else:

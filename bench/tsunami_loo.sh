@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Leave-one-out few-shot check of the packaged `default` model on the 3 TSUNAMI pairs:
+# for each pair k, fine-tune `default` on the other two (`changeseg finetune`, 3 epochs; it
+# holds one of the two back for validation) and evaluate on pair k, which it never saw.
+#   bash bench/tsunami_loo.sh [DATA_DIR]      (default ../shared/data/tsunami) → runs/tsunami-loo/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=PASSIVE
+DATA=$(realpath "${1:-../shared/data/tsunami}")
+BIN=.venv/bin
+for k in 0 1 2; do
+  split=runs/tsunami-loo/split$k
+  mkdir -p "$split/data/t0" "$split/data/t1" "$split/data/mask"
+  for i in 0 1 2; do
+    [ "$i" = "$k" ] && continue
+    for sub in t0 t1; do ln -sf "$DATA/$sub/0000000$i.jpg" "$split/data/$sub/"; done
+    ln -sf "$DATA/mask/0000000$i.png" "$split/data/mask/"
+  done
+  $BIN/changeseg finetune --from default -d "pcd:$split/data" -o "$split/run" --no-progress trainer.max_epochs=3
+  echo "0000000$k" > "$split/heldout.txt"
+  $BIN/changeseg evaluate -m "$split/run/best" -d "pcd:$DATA" --names "$split/heldout.txt" -o "$split/eval" --worst 1
+done
