@@ -97,7 +97,7 @@ def _options(threshold: float | None, min_area: int, resize: bool, bands: str | 
 @click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
               help="torch: PyTorch; onnx: onnxruntime on an exported model, no torch import.")
 @click.option("-t", "--threshold", type=click.FloatRange(0.0, 1.0), default=None,
-              help="Change-probability threshold (default: the model's own, usually 0.5).")
+              help="Change-probability threshold (default: the model's own, stored in its config.json).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
               show_default=True, help="auto uses channels_last + bf16 on CPUs that support it.")
