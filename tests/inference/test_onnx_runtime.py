@@ -45,6 +45,16 @@ def test_predict_matches_change_detector(runtime, tiny_checkpoint, rng, height, 
     assert got.overlay().shape == (height, width, 3)
 
 
+def test_tiling_goes_through_the_shared_pipeline(runtime, tiny_checkpoint, rng):
+    reference, comparison = changed_pair(rng, 96, 160)
+    torch_tiled = ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32").predict(
+        reference, comparison, tile_size=64, tile_overlap=16)
+    onnx_tiled = runtime.predict(reference, comparison, tile_size=64, tile_overlap=16)
+    onnx_whole = runtime.predict(reference, comparison)
+    assert np.abs(onnx_tiled.probability - torch_tiled.probability).max() < 1e-4
+    assert not np.array_equal(onnx_tiled.probability, onnx_whole.probability)  # it really tiled
+
+
 def test_threshold_resize_and_paths_behave_like_pytorch(runtime, tmp_path, rng):
     reference, comparison = changed_pair(rng, 48, 64)
     write_png(tmp_path / "r.png", reference)

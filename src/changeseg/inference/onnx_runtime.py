@@ -14,7 +14,6 @@ the torch-free parts of changeseg (`io.images`, `io.checkpoints.read_config`,
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -23,7 +22,10 @@ from typing import Any
 import numpy as np
 
 from changeseg.errors import CheckpointError, InputError
-from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities
+from changeseg.inference.align import AlignOptions
+from changeseg.inference.pipeline import detect_pair
+from changeseg.inference.result import ChangeResult
+from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions
 from changeseg.io.checkpoints import CONFIG_FILE, WEIGHTS_FILE, CheckpointConfig, read_config
 from changeseg.io.images import ImageLike, read_image, to_float, to_model_channels
 
@@ -184,25 +186,14 @@ class OnnxChangeDetector:
         return self.predict_proba_batch(reference[None], comparison[None])[0]
 
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
-                min_area: int = 0, resize: bool = False) -> ChangeResult:
+                min_area: int = 0, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
+                tile_overlap: int | None = None, tile_batch: int = 1,
+                align: bool | str | AlignOptions = False) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
-        Same contract as `ChangeDetector.predict`: `threshold` (default: the model's own) applies
-        to the probability of any change, regions under `min_area` pixels are dropped, and
-        different sizes are an InputError unless `resize=True`.
+        Same contract as `ChangeDetector.predict`, through the same torch-free pipeline:
+        `threshold` (default: the model's own), `min_area`, `resize`, tiling of images larger
+        than `tile_size`, and `align` (register the comparison onto the reference first).
         """
-        started = time.perf_counter()
-        ref = self.prepare(reference, "reference")
-        cmp = self.prepare(comparison, "comparison")
-        cmp = match_size(ref, cmp, resize)
-        loaded = time.perf_counter()
-        probs = self.predict_proba(ref, cmp)
-        inferred = time.perf_counter()
-        threshold = self.config.threshold if threshold is None else float(threshold)
-        result = result_from_probabilities(probs, cmp, threshold, min_area, self.class_names,
-                                           self.name, self.trained)
-        result.timings_ms = {"read": (loaded - started) * 1e3,
-                             "inference": (inferred - loaded) * 1e3,
-                             "postprocess": (time.perf_counter() - inferred) * 1e3,
-                             "total": (time.perf_counter() - started) * 1e3}
-        return result
+        tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
+        return detect_pair(self, reference, comparison, threshold, min_area, resize, tiling, align)
