@@ -13,7 +13,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def real_data_root() -> Path:
     """The folder of real change-detection data (CHANGESEG_DATA, default ../shared/data)."""
-    return Path(os.environ.get("CHANGESEG_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+    return Path(os.environ.get("CHANGESEG_DATA", PROJECT_ROOT.parent / "shared" / "data")).resolve()
 
 
 def require_real_data(*parts: str) -> Path:

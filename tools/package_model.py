@@ -37,11 +37,15 @@ def main() -> None:
     parser.add_argument("name", help="name to ship it under, e.g. default")
     parser.add_argument("--threshold", type=float, default=None,
                         help="decision threshold chosen on the validation split")
+    parser.add_argument("--min-area", type=int, default=None,
+                        help="default minimum region area (pixels) chosen on the validation split")
     args = parser.parse_args()
 
     detector = ChangeDetector.from_pretrained(args.run_model, precision="fp32")
     if args.threshold is not None:
         detector.config.threshold = args.threshold
+    if args.min_area is not None:
+        detector.config.metadata["min_area"] = args.min_area
     detector.config.metadata["packaged_from"] = str(args.run_model)
     with tempfile.TemporaryDirectory() as tmp:
         staged = detector.save_pretrained(Path(tmp) / args.name, storage_dtype="float16")
@@ -58,7 +62,8 @@ def main() -> None:
         shutil.copytree(staged, target)
     size_mb = sum(p.stat().st_size for p in target.iterdir()) / 1e6
     print(f"packaged {args.run_model} as {args.name!r} in {target} ({size_mb:.1f} MB, float16; "
-          f"mask agreement with float32 {agreement:.4%}, threshold {detector.config.threshold})")
+          f"mask agreement with float32 {agreement:.4%}, threshold {detector.config.threshold}, "
+          f"min_area {detector.config.metadata.get('min_area', 0)})")
 
 
 if __name__ == "__main__":

@@ -39,3 +39,63 @@ def test_bad_inputs_give_one_line(tmp_path, tiny_checkpoint, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert code != 0 and len(err) == 1 and message in err[0], (args, err)
     assert not (tmp_path / "o").exists()
+
+
+def test_typed_model_is_scored_as_change_on_binary_labels_and_per_type_on_typed(tmp_path, capsys):
+    import torch
+
+    from changeseg.data.synthetic import write_synthetic_set
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.checkpoints import CheckpointConfig
+    from changeseg.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(fpn_channels=16, num_classes=4).eval()
+    typed = ["unchanged", "appear", "disappear", "exchange"]
+    folder = tmp_path / "typed-model"
+    ChangeDetector.from_model(model, CheckpointConfig(model=model.config.to_dict(), class_names=typed),
+                              precision="fp32").save_pretrained(folder)
+    pairs = write_synthetic_set(tmp_path / "synth", 2, size=64, seed=0)
+    reports = {}
+    for kind, options in {"binary": [], "typed": ["--data-option", "label_dir=label_typed",
+                                                  "--data-option", f"class_names={typed}"]}.items():
+        out = tmp_path / kind
+        code = evaluate.main(["-m", str(folder), "-d", f"folder:{pairs}", *options, "-o", str(out),
+                              "--worst", "0", "--precision", "fp32"])
+        assert code == 0, capsys.readouterr().err
+        reports[kind] = json.loads((out / "metrics.json").read_text())
+    assert reports["binary"]["num_classes"] == 2
+    assert reports["binary"]["metadata"]["scored_as"] == "binary change"
+    assert reports["typed"]["num_classes"] == 4
+    assert set(reports["typed"]["protocols"]["global"]["per_class_iou"]) == set(typed)
+    # the change scores agree: typed scoring only adds the per-type break-down
+    assert reports["typed"]["f1_at_threshold"] == reports["binary"]["f1_at_threshold"]
+
+
+def test_model_val_takes_the_held_out_pairs_of_this_data_set(tmp_path, capsys):
+    from changeseg.inference.predictor import ChangeDetector, packaged_models
+
+    root = require_real_data("levir_samples")
+    metadata = ChangeDetector.from_pretrained("default").config.metadata
+    (levir,) = [s for s in metadata["training"]["data"]["sources"] if "levir_samples" in s["spec"]]
+    out = tmp_path / "levir"
+    code = evaluate.main(["-m", "default", "-d", f"folder:{root}", "--names", "model-val",
+                          "-o", str(out), "--worst", "0", "--protocols", "global"])
+    assert code == 0, capsys.readouterr().err
+    with open(out / "per_image.csv") as handle:
+        assert [row["name"] for row in csv.DictReader(handle)] == levir["val_names"]
+    capsys.readouterr()
+    capsys.readouterr()
+    # another model's held-out pairs: the same names through model-val:FOLDER
+    other = tmp_path / "other"
+    assert evaluate.main(["-m", "default", "-d", f"folder:{root}", "--names",
+                          f"model-val:{packaged_models()['default']}",
+                          "-o", str(other), "--worst", "0", "--protocols", "global"]) == 0
+    assert json.loads((other / "metrics.json").read_text())["images"] == len(levir["val_names"])
+    assert evaluate.main(["-m", "default", "-d", f"folder:{root}", "--names", "model-val:nosuch",
+                          "-o", str(tmp_path / "y")]) == 1
+    assert "no model folder or packaged model 'nosuch'" in capsys.readouterr().err
+    tsunami = require_real_data("tsunami")  # kept out of the default model's training
+    assert evaluate.main(["-m", "default", "-d", f"pcd:{tsunami}", "--names", "model-val",
+                          "-o", str(tmp_path / "x")]) == 1
+    assert "was not trained on pcd:" in capsys.readouterr().err

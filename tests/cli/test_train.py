@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,28 @@ def test_train_then_finetune(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     training = tuned_config.metadata["training"]
     assert training["init"]["from"] == str(run / "best") and not training["init"]["skipped"]
     assert training["recipe"]["optim"]["freeze_bn"] is True
+    # the threshold was re-chosen on the fine-tuning validation pairs: the sweep's best F1 there
+    choice = tuned_config.metadata["threshold_choice"]
+    assert choice["pairs"] == 2 and choice["previous"] == config.threshold
+    printed = [line for line in capsys.readouterr().out.splitlines() if "decision threshold" in line]
+    assert printed and f"{tuned_config.threshold:.2f}" in printed[0]
+    from changeseg.cli.evaluate import probability_function, validation_pairs
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.training.report import evaluate
+
+    summary = json.loads((tuned / "summary.json").read_text())
+    (val_part,) = validation_pairs(summary["split"]["sources"])
+    detector = ChangeDetector.from_pretrained(tuned / "best", precision="fp32")
+    scores = {t: evaluate(probability_function(detector, True), val_part, protocols="global",
+                          threshold=t, progress=False)["f1_at_threshold"]
+              for t in (0.05, 0.3, 0.5, 0.7, 0.95, tuned_config.threshold)}
+    assert scores[tuned_config.threshold] >= max(scores.values()) - 1e-9
+
+    kept = tmp_path / "kept"
+    assert finetune_main(["--from", str(run / "best"), "--data", f"folder:{pairs}", "--out", str(kept),
+                          "--no-progress", "--keep-threshold", "data.crop_size=32",
+                          "data.num_workers=0", "data.batch_size=2",
+                          "data.train.0.samples_per_epoch=4", "trainer.max_epochs=1",
+                          "trainer.accelerator=cpu"]) == 0
+    assert read_config(kept / "best").threshold == config.threshold
+    assert "threshold_choice" not in read_config(kept / "best").metadata

@@ -111,26 +111,26 @@ def test_unknown_models_and_presets(tmp_path):
     assert "ImageNet" in untrained.config.metadata["init"]
 
 
-def test_packaged_default_model_finds_the_example_changes():
-    from pathlib import Path
-
-    from changeseg.inference.predictor import packaged_models
-    from changeseg.io.images import read_mask
-
-    assert "default" in packaged_models()
-    detector = ChangeDetector.from_pretrained("default")
-    assert detector.trained and detector.config.threshold == pytest.approx(0.95)
-    assert detector.config.metadata["training"]["recipe_name"] == "default"
-    examples = Path(__file__).resolve().parents[2] / "examples" / "coffee"
-    result = detector.predict(examples / "reference.png", examples / "comparison.png")
-    truth = read_mask(examples / "truth.png") > 0
-    iou = (truth & result.mask).sum() / (truth | result.mask).sum()
-    assert iou > 0.6  # 0.81 when packaged; an untrained or broken model scores near 0
-
-
 def test_predicts_on_a_real_pair(tiny_checkpoint):
     root = require_real_data("tsunami")
     detector = ChangeDetector.from_pretrained(tiny_checkpoint)
     result = detector.predict(root / "t0" / "00000000.jpg", root / "t1" / "00000000.jpg")
     assert result.mask.shape == (224, 1024)
     assert torch.isfinite(torch.from_numpy(result.probability)).all()
+
+
+def test_the_models_own_min_area_is_the_default(tiny_checkpoint, pair, tmp_path):
+    import shutil
+
+    folder = tmp_path / "with-min-area"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    plain = ChangeDetector.from_pretrained(folder, precision="fp32").predict(*pair)
+    areas = sorted(r.area for r in plain.regions)
+    assert areas, "the tiny model should find the inverted block"
+    config["metadata"]["min_area"] = areas[-1] + 1  # larger than every region
+    (folder / "config.json").write_text(json.dumps(config))
+    detector = ChangeDetector.from_pretrained(folder, precision="fp32")
+    assert detector.predict(*pair).regions == []
+    assert not detector.predict(*pair).mask.any()
+    assert len(detector.predict(*pair, min_area=0).regions) == len(plain.regions)

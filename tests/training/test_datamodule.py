@@ -9,13 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
+from changeseg.data.datasets.folder import FolderDataset
 from changeseg.errors import ConfigError
 from changeseg.training.datamodule import (
     ChangeDataModule,
     EpochOrder,
     ResumableBatchSampler,
+    SwapPair,
+    UntypedChangeLabels,
     collate_pairs,
 )
+from changeseg.training.losses import UNTYPED_CHANGE
 from changeseg.training.recipe import load_recipe
 from tests.training.train_helpers import write_pairs
 
@@ -165,9 +169,40 @@ def test_synthetic_source(tmp_path: Path) -> None:
     loader.batch_sampler.sampler.set_epoch(1)
     assert set(first).isdisjoint(n for b in loader for n in b["name"])  # fresh pairs each epoch
     assert dm.class_pixel_counts().shape == (4,)
-    with pytest.raises(ConfigError, match="swap"):
-        ChangeDataModule(data_section("data.train=[{spec: synthetic}]", "data.labels=typed",
-                                      "model.num_classes=4", "data.augment.swap=0.5"),
-                         num_classes=4).setup()
     with pytest.raises(ConfigError, match="classes"):
         ChangeDataModule(section, num_classes=2).setup()
+
+
+def test_typed_swap_turns_appear_into_disappear() -> None:
+    mask = np.array([[0, 1, 2], [3, 254, 255]], np.uint8)
+    sample = {"reference": np.zeros((2, 3, 3)), "comparison": np.ones((2, 3, 3)), "mask": mask}
+    always = np.random.default_rng(0)
+    swapped = SwapPair(1.0, typed=True)(sample, always)
+    assert swapped["reference"].max() == 1 and swapped["comparison"].max() == 0
+    assert swapped["mask"].tolist() == [[0, 2, 1], [3, 254, 255]]
+    assert SwapPair(1.0)(sample, always)["mask"] is mask  # binary labels are left alone
+
+
+def test_binary_sets_feed_a_typed_model_as_untyped_change(pairs: Path, tmp_path: Path) -> None:
+    data = FolderDataset(pairs)
+    relabelled = UntypedChangeLabels(data)
+    raw, served = data[0]["mask"], relabelled[0]["mask"]
+    assert raw.max() == 1 and set(np.unique(served)) == {0, UNTYPED_CHANGE}
+    assert np.array_equal(served == UNTYPED_CHANGE, raw == 1)
+    section = data_section(
+        f"data.train=[{{spec: 'folder:{pairs}'}}, {{spec: synthetic, samples_per_epoch: 4, "
+        "options: {size: 32}}]", "data.val_synthetic=2", "data.labels=typed",
+        "model.num_classes=4", "data.augment.swap=0.5")
+    dm = ChangeDataModule(section, seed=1, num_classes=4)
+    dm.setup("fit")
+    values = set()
+    for batch in dm.train_dataloader():
+        values |= set(torch.unique(batch["mask"]).tolist())
+    assert UNTYPED_CHANGE in values and values & {1, 2, 3}  # real: untyped; synthetic: typed
+    assert values <= {0, 1, 2, 3, UNTYPED_CHANGE, 255}
+    counts = dm.class_pixel_counts()
+    assert counts.shape == (4,) and counts[1:].sum() > 0
+    # fine-tuning a typed model on binary pairs alone (labels: binary) learns them the same way
+    alone = module(pairs, "model.num_classes=4", "data.class_names=[unchanged, appear, disappear, exchange]",
+                   num_classes=4)
+    assert UNTYPED_CHANGE in set(torch.unique(next(iter(alone.train_dataloader()))["mask"]).tolist())

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from changeseg.errors import ConfigError
 from changeseg.training.losses import (
+    UNTYPED_CHANGE,
     ChangeLoss,
     LossConfig,
     class_pixel_counts,
@@ -120,3 +121,43 @@ def test_loss_config_errors() -> None:
     assert resolve_class_weights(LossConfig(class_weights="none"), 2, None) is None
     assert resolve_class_weights(LossConfig(class_weights=[1, 3]), 2, None) == [1.0, 3.0]
     assert resolve_class_weights(LossConfig(), 2, [3, 1]) == pytest.approx([0.25, 0.75])
+
+
+def _typed_pixels() -> tuple[torch.Tensor, torch.Tensor]:
+    """1×4×1×3 logits of a typed model; targets: appear, untyped change, unchanged."""
+    logits = torch.tensor([[0.5, 1.0, -1.0, 0.0], [2.0, 0.1, 0.3, -0.4], [1.0, 0.0, 0.5, 0.2]])
+    return logits.T.reshape(1, 4, 1, 3), torch.tensor([[[1, UNTYPED_CHANGE, 0]]])
+
+
+def test_untyped_change_is_the_likelihood_of_any_change() -> None:
+    logits, target = _typed_pixels()
+    p = logits.softmax(dim=1)[0, :, 0]  # 4×3
+    expected = [-math.log(p[1, 0]), -math.log(1 - p[0, 1]), -math.log(p[0, 2])]
+    unweighted = weighted_cross_entropy(logits, target)
+    assert unweighted.item() == pytest.approx(sum(expected) / 3, rel=1e-5)
+    weight = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    untyped_weight = (0.2 + 0.3 + 0.4) / 3  # the change classes' mean
+    weighted = weighted_cross_entropy(logits, target, weight)
+    by_hand = (0.2 * expected[0] + untyped_weight * expected[1] + 0.1 * expected[2]) / (
+        0.2 + untyped_weight + 0.1)
+    assert weighted.item() == pytest.approx(by_hand, rel=1e-5)
+    # gamma = 0 focal is the (α-weighted, pixel-mean) cross-entropy, untyped pixels included
+    assert focal_loss(logits, target, gamma=0.0).item() == pytest.approx(sum(expected) / 3, rel=1e-5)
+    # it only pushes probability from "unchanged" to the change classes, not between them
+    logits.requires_grad_(True)
+    weighted_cross_entropy(logits[..., 1:2], target[..., 1:2]).backward()
+    grad = logits.grad[0, :, 0, 1]
+    assert grad[0] > 0 and (grad[1:] < 0).all()
+    with pytest.raises(ConfigError, match="typed labels"):
+        dice_loss(logits.detach(), target, changed_only=False)
+    assert dice_loss(logits.detach(), target).item() > 0
+
+
+def test_untyped_pixels_are_shared_among_change_classes_when_counting() -> None:
+    masks = [np.array([[0, 0, 1, 1, 1], [2, UNTYPED_CHANGE, UNTYPED_CHANGE, UNTYPED_CHANGE, 255]])]
+    counts = class_pixel_counts(masks, num_classes=4)
+    assert counts.tolist() == [2, 5, 2, 0]  # 3 untyped pixels: 3/4 to appear, 1/4 to disappear
+    only_untyped = class_pixel_counts([np.array([[0, UNTYPED_CHANGE] * 3])], num_classes=4)
+    assert only_untyped.tolist() == [3, 1, 1, 1]
+    with pytest.raises(ConfigError, match="254"):  # a binary model has no untyped change
+        class_pixel_counts(masks, num_classes=2)

@@ -387,3 +387,15 @@ def test_c3po_mean_is_a_float32_running_total(rng: np.random.Generator) -> None:
 def _counts(pred: np.ndarray, true: np.ndarray) -> tuple[int, int, int, int]:
     return (int((pred & true).sum()), int((pred & ~true).sum()), int((~pred & true).sum()),
             int((~pred & ~true).sum()))
+
+
+def test_typed_predictions_by_threshold_follow_the_predictor():
+    # p(unchanged) 0.6 → the argmax says "unchanged", but at threshold 0.3 the pixel changed
+    # and its type is the most likely change class (exchange)
+    probs = np.array([[0.6, 0.9], [0.1, 0.02], [0.05, 0.03], [0.25, 0.05]])[:, None, :]
+    label = np.array([[3, 0]])
+    argmax = prepare_image(probs, label, 0.3)
+    typed = prepare_image(probs, label, 0.3, typed_by_threshold=True)
+    assert argmax.prediction.tolist() == [[0, 0]]
+    assert typed.prediction.tolist() == [[3, 0]]
+    assert prepare_image(probs, label, 0.5, typed_by_threshold=True).prediction.tolist() == [[0, 0]]

@@ -148,3 +148,18 @@ def test_finetune_base_from_a_model_folder(tmp_path: Path) -> None:
     assert preset.model.pretrained == "imagenet"
     with pytest.raises(ConfigError, match="preset"):
         finetune_base(str(tmp_path / "nothing"), ["pcd:/d/t"])
+
+
+def test_finetune_base_keeps_a_typed_models_classes(tmp_path):
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.checkpoints import CheckpointConfig
+    from changeseg.models import build_model
+
+    model = build_model(fpn_channels=16, num_classes=4, pretrained=None)
+    typed = ["unchanged", "appear", "disappear", "exchange"]
+    ChangeDetector.from_model(model, CheckpointConfig(model=model.config.to_dict(), class_names=typed,
+                                                      threshold=0.9), precision="fp32"
+                              ).save_pretrained(tmp_path / "typed")
+    recipe = load_recipe(None, [], base=finetune_base(str(tmp_path / "typed"), ["folder:pairs"]))
+    assert recipe.model.model_config()["num_classes"] == 4
+    assert recipe.class_names() == typed and recipe.output.threshold == 0.9

@@ -63,7 +63,7 @@ def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
         yield update
 
 
-def _options(threshold: float | None, min_area: int, resize: bool, bands: str | None, tile_size: int,
+def _options(threshold: float | None, min_area: int | None, resize: bool, bands: str | None, tile_size: int,
              tile_overlap: int | None, tile_batch: int, align: bool, align_method: str, ecc: bool,
              save_probability: bool, windowed: bool | None) -> Any:
     from changeseg.inference.align import AlignOptions
@@ -101,8 +101,9 @@ def _options(threshold: float | None, min_area: int, resize: bool, bands: str | 
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
               show_default=True, help="auto uses channels_last + bf16 on CPUs that support it.")
-@click.option("--min-area", type=click.IntRange(0), default=0, show_default=True,
-              help="Drop changed regions smaller than this many pixels.")
+@click.option("--min-area", type=click.IntRange(0), default=None,
+              help="Drop changed regions smaller than this many pixels (default: the model's own, "
+                   "0 for most models).")
 @click.option("--resize", is_flag=True, help="Resize the comparison to the reference's size.")
 @click.option("--align", is_flag=True,
               help="Register the comparison onto the reference (features + RANSAC homography); pixels "
@@ -125,7 +126,8 @@ def _options(threshold: float | None, min_area: int, resize: bool, bands: str | 
 @click.option("--save-probability", is_flag=True, help="Also write probability.png (0-255).")
 def command(reference: str | None, comparison: str | None, out_dir: str, pairs_csv: str | None,
             ref_dir: str | None, cmp_dir: str | None, overwrite: bool, model: str, backend: str,
-            threshold: float | None, device: str, precision: str, min_area: int, resize: bool, align: bool,
+            threshold: float | None, device: str, precision: str, min_area: int | None, resize: bool,
+            align: bool,
             align_method: str, ecc: bool, tile_size: int, tile_overlap: int | None, tile_batch: int,
             bands: str | None, windowed: bool | None, save_probability: bool) -> int:
     """Detect changes between REFERENCE and COMPARISON images (or many pairs) and write the results.

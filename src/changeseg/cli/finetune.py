@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,15 +26,20 @@ from changeseg.cli.train import import_training
               help="Run folder (default: runs/finetune-<model>).")
 @click.option("--resume", is_flag=True, help="Continue the run in the output folder.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (log lines only).")
+@click.option("--keep-threshold", is_flag=True,
+              help="Keep the starting model's decision threshold instead of re-choosing it as "
+                   "the best-F1 threshold on the fine-tuning validation pairs.")
 @click.argument("overrides", nargs=-1, metavar="[KEY.SUB=VALUE]...")
 def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | None, resume: bool,
-            no_progress: bool, overrides: tuple[str, ...]) -> int:
+            no_progress: bool, keep_threshold: bool, overrides: tuple[str, ...]) -> int:
     """Fine-tune a change model on a handful of pairs; the result lands in RUN/best/.
 
     The recipe suits few pairs: learning rate 3e-5 (1e-4 from a preset), 20 epochs of 64
     random crops per source, flips, rotations, scaling and colour jitter, backbone
     BatchNorm statistics frozen. The architecture, normalisation and class names come
-    from the starting model. Override anything with KEY.SUB=VALUE.
+    from the starting model. Override anything with KEY.SUB=VALUE. Fine-tuning shifts the
+    network's confidence, so the decision threshold is re-chosen afterwards as the best-F1
+    threshold on the validation pairs carved from --data (--keep-threshold keeps the old one).
 
     \b
     Examples:
@@ -53,8 +60,46 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
         recipe.output.dir = str(out)
     best = trainer.train(recipe, resume=resume, progress_bar=False if no_progress else None)
     if trainer.is_rank_zero():
+        if not keep_threshold:
+            summary = json.loads((recipe.run_dir() / "summary.json").read_text(encoding="utf-8"))
+            chosen = choose_threshold(Path(best), summary["split"]["sources"])
+            if chosen is not None:
+                click.echo(f"decision threshold: {chosen['threshold']:.2f} (best F1 "
+                           f"{chosen['f1']:.3f} on {chosen['pairs']} validation pairs)")
         click.echo(f"best model: {best}")
     return 0
+
+
+def choose_threshold(model_dir: Path, sources: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Set a trained model's threshold to its best-F1 threshold on its validation pairs.
+
+    `sources` is the run's ``summary.json`` ``split.sources``. Rewrites the model's
+    config.json (atomically) and returns the choice, or None when there are no validation
+    pairs to choose on.
+    """
+    import itertools
+
+    from changeseg.cli.evaluate import probability_function, validation_pairs
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.images import write_json
+    from changeseg.training.report import evaluate
+
+    parts = validation_pairs(sources)
+    pairs = sum(len(part) for part in parts)
+    if not pairs:
+        return None
+    detector = ChangeDetector.from_pretrained(model_dir, precision="fp32")
+    report = evaluate(probability_function(detector, binary=True), itertools.chain(*parts),
+                      protocols="sweep", threshold=detector.config.threshold, total=pairs,
+                      progress=False)
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["threshold"] = float(report["best_threshold"])
+    config.setdefault("metadata", {})["threshold_choice"] = {
+        "rule": "best F1 on the run's validation pairs", "pairs": pairs,
+        "f1": report["best_f1"], "previous": detector.config.threshold}
+    write_json(config_path, config)
+    return {"threshold": config["threshold"], "f1": report["best_f1"], "pairs": pairs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

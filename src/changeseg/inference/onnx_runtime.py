@@ -186,7 +186,7 @@ class OnnxChangeDetector:
         return self.predict_proba_batch(reference[None], comparison[None])[0]
 
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
-                min_area: int = 0, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
+                min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
                 align: bool | str | AlignOptions = False) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).

@@ -38,7 +38,7 @@ class DetectOptions:
     """Everything that shapes one detection besides the model (shared by CLI, batch and Python)."""
 
     threshold: float | None = None  # None: the model's own
-    min_area: int = 0
+    min_area: int | None = None  # None: the model's own (metadata.min_area), else 0
     resize: bool = False
     bands: str | tuple[int | str, ...] | None = None  # 1-based band numbers or band names
     tiling: TilingOptions = field(default_factory=TilingOptions)
@@ -80,8 +80,18 @@ def backend_threshold(backend: Any) -> float:
     return float(getattr(getattr(backend, "config", None), "threshold", 0.5))
 
 
+def backend_min_area(backend: Any) -> int:
+    """The backend's own minimum region area (config.metadata["min_area"]), 0 when it has none.
+
+    A model whose regions are scored as detections (e.g. `pcb`) records the minimum area
+    chosen with its threshold on its validation split.
+    """
+    metadata = getattr(getattr(backend, "config", None), "metadata", None) or {}
+    return int(metadata.get("min_area", 0))
+
+
 def detect_pair(backend: ProbaBackend, reference: ImageLike, comparison: ImageLike,
-                threshold: float | None = None, min_area: int = 0, resize: bool = False,
+                threshold: float | None = None, min_area: int | None = None, resize: bool = False,
                 tiling: TilingOptions | None = None, align: bool | str | AlignOptions | None = None,
                 unknown: np.ndarray | None = None, comparison_unknown: np.ndarray | None = None,
                 on_tile: TileCallback | None = None) -> ChangeResult:
@@ -119,6 +129,7 @@ def detect_pair(backend: ProbaBackend, reference: ImageLike, comparison: ImageLi
     probs = predict_proba_auto(backend, ref, cmp, tiling, on_tile)
     inferred = time.perf_counter()
     threshold = backend_threshold(backend) if threshold is None else float(threshold)
+    min_area = backend_min_area(backend) if min_area is None else int(min_area)
     result = result_from_probabilities(probs, cmp, threshold, min_area,
                                        list(backend.class_names),  # type: ignore[attr-defined]
                                        getattr(backend, "name", ""), getattr(backend, "trained", True),
@@ -244,7 +255,9 @@ def detect_to_folder(backend: ProbaBackend, pair: PairInput, out_dir: str | os.P
         assert pair.reference_path is not None and pair.comparison_path is not None
         return detect_geotiff_windowed(backend, pair.reference_path, pair.comparison_path, out_dir,
                                        bands=options.bands, threshold=options.threshold,
-                                       min_area=options.min_area, tiling=options.tiling, extra=extra,
+                                       min_area=(backend_min_area(backend) if options.min_area is None
+                                                 else options.min_area),
+                                       tiling=options.tiling, extra=extra,
                                        on_tile=on_tile)
     assert pair.reference is not None and pair.comparison is not None
     if pair.reference.shape[2] > 4:

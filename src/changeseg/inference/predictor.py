@@ -193,13 +193,14 @@ class ChangeDetector:
         return self._forward_proba(self._to_tensor(references), self._to_tensor(comparisons))
 
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
-                min_area: int = 0, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
+                min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
                 align: bool | str | AlignOptions = False) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         `threshold` (default: the model's own) applies to the probability of any change;
-        regions smaller than `min_area` pixels are dropped. Images of different sizes are an
+        regions smaller than `min_area` pixels are dropped (default: the model's own,
+        `config.metadata["min_area"]`, 0 for most models). Images of different sizes are an
         InputError unless `resize=True`, which resizes the comparison to the reference, or
         `align` (True, "sift", "orb" or `AlignOptions`), which registers the comparison onto
         the reference and marks the reference pixels it does not cover as unknown

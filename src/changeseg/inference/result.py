@@ -97,6 +97,7 @@ class ChangeResult:
             "changed_fraction": round(self.changed_fraction, 6),
             "changed_pixels": int(self.mask.sum()),
             "region_count": len(self.regions),
+            **({"class_names": list(self.class_names)} if self.class_map is not None else {}),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             **extra,
             "regions": [r.to_dict() for r in self.regions],
@@ -107,6 +108,8 @@ class ChangeResult:
              ) -> list[Path]:
         """Write mask.png (0/255), overlay.png, regions.json and optionally probability.png.
 
+        Typed models also write types.png: the change type of each changed pixel as its class
+        index (0 unchanged, then `class_names` in order: appear 1, disappear 2, exchange 3).
         unknown.png (255 = cannot be judged) is written when the result has unknown pixels.
         `before_summary(out)` may write more files (e.g. GeoTIFFs); `extra` keys are merged
         into regions.json. regions.json is always written last, so its presence means the
@@ -117,6 +120,9 @@ class ChangeResult:
             write_png(out / "mask.png", self.mask.astype(np.uint8) * 255),
             write_png(out / "overlay.png", self.overlay()),
         ]
+        if self.class_map is not None:
+            written.append(write_png(out / "types.png",
+                                     np.where(self.mask, self.class_map, 0).astype(np.uint8)))
         if save_probability:
             written.append(write_png(out / "probability.png",
                                      (self.probability * 255).round().astype(np.uint8)))

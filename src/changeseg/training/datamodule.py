@@ -21,6 +21,7 @@ import bisect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -33,12 +34,13 @@ from changeseg.data.datasets import open_dataset
 from changeseg.data.pairs import (
     IGNORE_INDEX,
     PairDataset,
+    PairSample,
     PairSubset,
     RandomCropDataset,
     TileDataset,
     carve_split,
 )
-from changeseg.data.synthetic import SyntheticPairGenerator
+from changeseg.data.synthetic import APPEAR, DISAPPEAR, SyntheticPairGenerator
 from changeseg.data.transforms import (
     ColorJitter,
     Compose,
@@ -52,7 +54,7 @@ from changeseg.data.transforms import (
 )
 from changeseg.errors import ConfigError
 from changeseg.io.images import to_model_channels
-from changeseg.training.losses import class_pixel_counts
+from changeseg.training.losses import UNTYPED_CHANGE, class_pixel_counts
 from changeseg.training.recipe import AugmentSection, DataSection, DatasetEntry
 
 SYNTHETIC_PREFIX = "synthetic"
@@ -80,10 +82,15 @@ class MatchChannels:
 
 
 class SwapPair:
-    """Exchange reference and comparison with probability `p` (binary labels only)."""
+    """Exchange reference and comparison with probability `p`.
 
-    def __init__(self, p: float) -> None:
+    With `typed` labels (no change, appear, disappear, exchange) the swap also turns each
+    appear pixel into disappear and back; exchange, untyped change and ignore stay.
+    """
+
+    def __init__(self, p: float, typed: bool = False) -> None:
         self.p = p
+        self.typed = typed
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         """Return the sample, its two images swapped with probability `p`."""
@@ -91,7 +98,32 @@ class SwapPair:
             return sample
         out = dict(sample)
         out["reference"], out["comparison"] = sample["comparison"], sample["reference"]
+        if self.typed:
+            mask = np.asarray(sample["mask"])
+            out["mask"] = np.where(mask == APPEAR, DISAPPEAR,
+                                   np.where(mask == DISAPPEAR, APPEAR, mask)).astype(mask.dtype)
         return out
+
+
+class UntypedChangeLabels(PairDataset):
+    """A binary-labelled set served to a multi-class model: change pixels become `UNTYPED_CHANGE`.
+
+    The loss then teaches change against no change on these pixels without a type (see
+    `changeseg.training.losses`); unchanged (0) and ignored (255) pixels stay as they are.
+    """
+
+    def __init__(self, dataset: PairDataset) -> None:
+        self.dataset = dataset
+        self.names = list(dataset.names)
+        self.class_names = list(dataset.class_names)
+        self.root = getattr(dataset, "root", Path("."))
+
+    def load(self, index: int) -> PairSample:
+        """The wrapped pair with change (1) relabelled as untyped change."""
+        sample = dict(self.dataset[index])
+        mask = np.asarray(sample["mask"])
+        sample["mask"] = np.where(mask == 1, UNTYPED_CHANGE, mask).astype(np.uint8)
+        return sample  # type: ignore[return-value]
 
 
 class _Chain:
@@ -127,9 +159,7 @@ def build_augmentation(augment: AugmentSection, crop_size: int | None, labels: s
                                  hue=min(strength / 10.0, 0.05), apply_to="both", independent=True,
                                  p=augment.p_color))
     if augment.swap > 0:
-        if labels != "binary":
-            raise ConfigError("data.augment.swap needs binary labels (it turns appear into disappear)")
-        steps.append(SwapPair(augment.swap))
+        steps.append(SwapPair(augment.swap, typed=labels == "typed"))
     return Compose(steps)
 
 
@@ -473,6 +503,8 @@ class ChangeDataModule(pl.LightningDataModule):
         if classes > self.num_classes:
             raise ConfigError(f"{entry.spec} has {classes} classes but the model has "
                               f"{self.num_classes} (set model.num_classes)")
+        if classes == 2 and self.num_classes > 2:  # e.g. fine-tuning a typed model on binary pairs
+            return UntypedChangeLabels(dataset)
         return dataset
 
     def _open_val_source(self, entry: DatasetEntry) -> Dataset:

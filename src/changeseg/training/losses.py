@@ -8,6 +8,12 @@ weighting normalised to sum to one (`w_k ∝ 1 / f_k`), which is how it generali
 classes here. Pixels labelled `ignore_index` (255) never count, neither in the weights nor
 in the loss.
 
+Partial labels: a typed (appear / disappear / exchange) model can also learn from sets that
+only say *whether* a pixel changed. Such pixels carry `UNTYPED_CHANGE` (254); their
+likelihood is that of "some change", `1 − p(class 0)` = the summed probability of every
+change class, so they teach change against no change without saying which type. Their class
+weight is the mean weight of the change classes.
+
 Reductions: `"weighted_mean"` (the official code and PyTorch's `CrossEntropyLoss(weight)`:
 the sum of weighted per-pixel losses divided by the sum of the weights of the pixels) or
 `"mean"` (DESIGN.md's per-pixel formula `−w·y·log p − (1−w)·(1−y)·log(1−p)` averaged over
@@ -28,6 +34,7 @@ from torch import Tensor, nn
 from changeseg.errors import ConfigError
 
 IGNORE_INDEX = 255
+UNTYPED_CHANGE = 254
 LOSS_TERMS = ("ce", "dice", "focal")
 REDUCTIONS = ("weighted_mean", "mean")
 
@@ -36,14 +43,23 @@ def class_pixel_counts(masks: Iterable[np.ndarray | Tensor], num_classes: int,
                        ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Count the pixels of each class in label masks, skipping `ignore_index`.
 
+    Pixels of `UNTYPED_CHANGE` (multi-class models only) are shared out among the change
+    classes in proportion to their typed counts (evenly when there are none), so the change
+    classes together get the weight of all changed pixels.
+
     Raises ConfigError when a mask holds a label that is neither a class nor ignored (for
     example 0/255 masks read for a model with two classes but never converted to 0/1).
     """
     counts = np.zeros(num_classes, dtype=np.int64)
+    untyped = 0
     for mask in masks:
         values = mask.detach().cpu().numpy() if isinstance(mask, Tensor) else np.asarray(mask)
         flat = values.reshape(-1).astype(np.int64)
         flat = flat[flat != ignore_index]
+        if num_classes > 2:
+            is_untyped = flat == UNTYPED_CHANGE
+            untyped += int(is_untyped.sum())
+            flat = flat[~is_untyped]
         if flat.size == 0:
             continue
         if flat.min() < 0 or flat.max() >= num_classes:
@@ -51,7 +67,42 @@ def class_pixel_counts(masks: Iterable[np.ndarray | Tensor], num_classes: int,
             raise ConfigError(f"mask holds label(s) {bad[:5]} outside 0..{num_classes - 1} "
                               f"(and not the ignore value {ignore_index})")
         counts += np.bincount(flat, minlength=num_classes)
+    if untyped:
+        typed = counts[1:].astype(np.float64)
+        share = typed / typed.sum() if typed.sum() > 0 else np.full(typed.size, 1.0 / typed.size)
+        exact = share * untyped
+        extra = np.floor(exact).astype(np.int64)
+        leftover = untyped - int(extra.sum())  # largest remainders first
+        extra[np.argsort(-(exact - extra), kind="stable")[:leftover]] += 1
+        counts[1:] += extra
     return counts
+
+
+def target_log_likelihood(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX
+                          ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-pixel ``log p(label)`` of N×K×H×W logits, with `UNTYPED_CHANGE` as "any change".
+
+    Returns ``(log_p, valid, safe)``: the N×H×W log-likelihoods (0 where ignored), the mask
+    of pixels that count, and the target for indexing per-class weights (ignored pixels set
+    to class 0, untyped changes to -1; see `pixel_class_weight`).
+    """
+    target = target.long()
+    valid = target != ignore_index
+    untyped = (target == UNTYPED_CHANGE) & valid if logits.shape[1] > 2 else torch.zeros_like(valid)
+    safe = torch.where(valid & ~untyped, target, torch.zeros_like(target))
+    log_probs = F.log_softmax(logits.float(), dim=1)
+    log_p = log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
+    if bool(untyped.any()):
+        any_change = torch.logsumexp(log_probs[:, 1:], dim=1)
+        log_p = torch.where(untyped, any_change, log_p)
+    return torch.where(valid, log_p, torch.zeros_like(log_p)), valid, torch.where(untyped, -1, safe)
+
+
+def pixel_class_weight(weight: Tensor, safe: Tensor) -> Tensor:
+    """Each pixel's class weight; -1 in `safe` (an untyped change) takes the change classes' mean."""
+    weight = weight.float()
+    table = torch.cat([weight, weight[1:].mean().reshape(1)])
+    return table[torch.where(safe < 0, torch.full_like(safe, weight.numel()), safe)]
 
 
 def class_weights_from_counts(counts: Sequence[int] | np.ndarray) -> list[float]:
@@ -89,15 +140,12 @@ def weighted_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None
     """
     if reduction not in REDUCTIONS:
         raise ConfigError(f"unknown reduction {reduction!r}; choose one of {', '.join(REDUCTIONS)}")
-    target = target.long()
-    per_pixel = F.cross_entropy(logits.float(), target, weight=None, ignore_index=ignore_index,
-                                reduction="none")
-    valid = target != ignore_index
+    log_p, valid, safe = target_log_likelihood(logits, target, ignore_index)
+    per_pixel = -log_p
     if weight is None:
         pixel_weight = valid.to(per_pixel.dtype)
     else:
-        safe = torch.where(valid, target, torch.zeros_like(target))
-        pixel_weight = weight.to(per_pixel)[safe] * valid
+        pixel_weight = pixel_class_weight(weight.to(per_pixel), safe) * valid
     total = (per_pixel * pixel_weight).sum()
     denominator = pixel_weight.sum() if reduction == "weighted_mean" else valid.sum().to(per_pixel.dtype)
     # With no valid pixel both sums are zero and the loss is 0 (still differentiable).
@@ -110,9 +158,12 @@ def dice_loss(logits: Tensor, target: Tensor, ignore_index: int = IGNORE_INDEX,
 
     With `changed_only` (the default, like the official code's Dice), the foreground is
     "any change": the probability mass of every class but 0 against target > 0. Otherwise
-    the Dice loss is averaged over all classes (one-vs-rest).
+    the Dice loss is averaged over all classes (one-vs-rest), which needs typed labels.
     """
     target = target.long()
+    if not changed_only and logits.shape[1] > 2 and bool((target == UNTYPED_CHANGE).any()):
+        raise ConfigError("per-class Dice needs typed labels; set loss.dice_changed_only=true "
+                          "when some sets only say whether a pixel changed")
     valid = (target != ignore_index).unsqueeze(1).float()
     probs = logits.float().softmax(dim=1) * valid
     safe = torch.where(target == ignore_index, torch.zeros_like(target), target)
@@ -136,14 +187,10 @@ def focal_loss(logits: Tensor, target: Tensor, weight: Tensor | None = None, gam
     `weight` plays the part of α (per class); with `gamma = 0` and no weight it equals the
     plain cross-entropy.
     """
-    target = target.long()
-    valid = target != ignore_index
-    safe = torch.where(valid, target, torch.zeros_like(target))
-    log_probs = F.log_softmax(logits.float(), dim=1)
-    log_p = log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
+    log_p, valid, safe = target_log_likelihood(logits, target, ignore_index)
     loss = -((1.0 - log_p.exp()).clamp_min(0.0) ** gamma) * log_p
     if weight is not None:
-        loss = loss * weight.to(loss)[safe]
+        loss = loss * pixel_class_weight(weight.to(loss), safe)
     count = valid.sum()
     if count == 0:
         return (loss * 0.0).sum()

@@ -120,6 +120,7 @@ def prepare_image(
     threshold: float = 0.5,
     name: str = "",
     boxes: Any = None,
+    typed_by_threshold: bool = False,
 ) -> PreparedImage:
     """Validate one prediction/label pair and derive what every protocol needs.
 
@@ -132,6 +133,10 @@ def prepare_image(
         name: the sample's name.
         boxes: optional ground-truth boxes, ``N×4`` or ``N×5`` (x1, y1, x2, y2[, class]) with
             inclusive pixel corners (the changeseg sample convention).
+        typed_by_threshold: multi-class predictions as changeseg's predictor makes them —
+            class 0 where the change probability ``1 − p(class 0)`` is below `threshold`,
+            elsewhere the most likely of the other classes — instead of the plain argmax of
+            the official code.
 
     Raises:
         InputError: on mismatched shapes, probabilities outside [0, 1], or label values that
@@ -189,6 +194,9 @@ def prepare_image(
 
     if num_classes == 2:
         prediction = binarize(change, threshold).astype(np.int64)
+    elif typed_by_threshold:
+        prediction = np.where(binarize(change, threshold), np.argmax(prob[1:], axis=0) + 1, 0)
+        prediction = prediction.astype(np.int64)
     else:
         prediction = np.argmax(prob, axis=0).astype(np.int64)
 

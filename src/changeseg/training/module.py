@@ -36,7 +36,7 @@ from torchmetrics.classification import (
 from changeseg.errors import CheckpointError, ConfigError
 from changeseg.io.checkpoints import load_checkpoint
 from changeseg.models import ChangeSegModel, ModelConfig
-from changeseg.training.losses import IGNORE_INDEX, ChangeLoss, LossConfig
+from changeseg.training.losses import IGNORE_INDEX, UNTYPED_CHANGE, ChangeLoss, LossConfig
 
 RNG_KEY = "changeseg_rng"
 INFO_KEY = "changeseg"
@@ -253,7 +253,9 @@ class ChangeSegTask(pl.LightningModule):
         if bool(has_label.any()):
             self.val_f1_per_image.update(scores[has_label])
         if self.val_miou is not None:
-            self.val_miou.update(logits.argmax(1), target)
+            # "changed, type unknown" pixels have no class to score per class
+            self.val_miou.update(logits.argmax(1), torch.where(target == UNTYPED_CHANGE,
+                                                               IGNORE_INDEX, target))
 
     def on_validation_epoch_end(self) -> None:
         """Compute, log and remember the validation metrics of this pass."""

@@ -594,7 +594,8 @@ def finetune_base(start: str, data_specs: Sequence[str]) -> dict[str, Any]:
             source = read_config(path)
         except CheckpointError as exc:
             raise ConfigError(f"--from {start}: {exc}") from None
-        values["model"] = {"init_from": str(path)}
+        # the class count, stated so the recipe checks (class names, monitors) see the model's
+        values["model"] = {"init_from": str(path), "num_classes": int(source.model["num_classes"])}
         values["data"]["mean"] = list(source.mean)
         values["data"]["std"] = list(source.std)
         values["data"]["class_names"] = list(source.class_names)

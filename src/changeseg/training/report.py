@@ -78,6 +78,7 @@ def evaluate(
     class_names: Sequence[str] | None = None,
     total: int | None = None,
     panel_size: int = 384,
+    typed_by_threshold: bool = False,
 ) -> dict[str, Any]:
     """Score ``predict`` on every sample of ``dataset`` with the chosen protocols.
 
@@ -102,6 +103,9 @@ def evaluate(
         class_names: names for per-class IoU (default ``unchanged``, ``changed`` / ``class_i``).
         total: number of samples for the progress bar when ``len(dataset)`` is not defined.
         panel_size: longest side, in pixels, of each tile of a worst-image panel.
+        typed_by_threshold: score C > 2 class probabilities as changeseg predicts them (change
+            where ``1 − p(class 0) ≥ threshold``, typed by the most likely change class), not
+            by the plain argmax (see :func:`changeseg.training.metrics.prepare_image`).
 
     Returns:
         The report as a dict: ``threshold``, ``f1_at_threshold`` (pixel F1 of the model's own
@@ -151,7 +155,8 @@ def evaluate(
             output = predict(reference, comparison)
             predict_seconds += time.perf_counter() - tick
             probability = getattr(output, "probability", output)
-            image = prepare_image(probability, mask, threshold, name=name, boxes=boxes)
+            image = prepare_image(probability, mask, threshold, name=name, boxes=boxes,
+                                  typed_by_threshold=typed_by_threshold)
             if num_classes is None:
                 num_classes = image.num_classes
             elif image.num_classes != num_classes:

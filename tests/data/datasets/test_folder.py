@@ -84,3 +84,21 @@ def test_bad_layouts_are_clear_errors(tmp_path, rng):
     write_png(tmp_path / "B" / "a.png", np.zeros((9, 8, 3), np.uint8))
     with pytest.raises(InputError, match="a: reference is 8×8 but comparison is 8×9"):
         FolderDataset(tmp_path)[0]
+
+
+def test_typed_labels_read_as_class_indices(tmp_path, rng):
+    _tree(tmp_path, ["a"], rng)
+    typed = np.array([[0, 1, 2, 3, 255, 0, 0, 0]] * 8, np.uint8)
+    (tmp_path / "label_typed").mkdir()
+    write_png(tmp_path / "label_typed" / "a.png", typed)
+    classes = ["unchanged", "appear", "disappear", "exchange"]
+    data = FolderDataset(tmp_path, label_dir="label_typed", class_names=classes)
+    assert data.class_names == classes
+    assert np.array_equal(data[0]["mask"], typed)
+    # the same file read as a binary label is thresholded, as before
+    assert set(np.unique(FolderDataset(tmp_path, label_dir="label_typed")[0]["mask"])) == {0, 1}
+    write_png(tmp_path / "label_typed" / "a.png", typed + 4)
+    with pytest.raises(InputError, match="not class indices"):
+        FolderDataset(tmp_path, label_dir="label_typed", class_names=classes)[0]
+    with pytest.raises(InputError, match="two or more"):
+        FolderDataset(tmp_path, class_names="appear")

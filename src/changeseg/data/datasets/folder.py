@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from changeseg.data.pairs import (
     BINARY_CLASSES,
+    IGNORE_INDEX,
     PairDataset,
     PairSample,
     binarize_mask,
@@ -37,7 +40,9 @@ class FolderDataset(PairDataset):
     `split` (e.g. ``"train"``) selects a subfolder, a list file or a name prefix (see the
     module docstring); ``None`` reads everything, including every split subfolder (then
     names are ``"<split>/<name>"``). The folder names can be changed for layouts that call
-    them otherwise (CDD: ``label_dir="OUT"``).
+    them otherwise (CDD: ``label_dir="OUT"``). With more than two `class_names` the labels
+    are read as class indices (0 = unchanged, 255 = ignore), e.g. the typed synthetic masks:
+    ``label_dir="label_typed", class_names=["unchanged", "appear", "disappear", "exchange"]``.
     """
 
     def __init__(
@@ -47,11 +52,15 @@ class FolderDataset(PairDataset):
         reference_dir: str = "A",
         comparison_dir: str = "B",
         label_dir: str = "label",
+        class_names: list[str] | None = None,
     ):
         self.root = Path(root)
         self.split = split
         self.dirs = (reference_dir, comparison_dir, label_dir)
-        self.class_names = list(BINARY_CLASSES)
+        if class_names is not None and (isinstance(class_names, str) or len(class_names) < 2):
+            raise InputError(f"folder dataset: class_names must be a list of two or more names, "
+                             f"got {class_names!r}")
+        self.class_names = [str(c) for c in class_names] if class_names else list(BINARY_CLASSES)
         if not self.root.is_dir():
             raise InputError(f"folder dataset: {self.root} is not a folder")
         self._paths: list[tuple[Path, Path, Path]] = []
@@ -103,15 +112,23 @@ class FolderDataset(PairDataset):
         return [("", self.root, wanted)]
 
     def load(self, index: int) -> PairSample:
-        """Read pair `index`: both images as stored, the label as 0/1."""
+        """Read pair `index`: both images as stored, the label as 0/1 (or class indices)."""
         name = self.names[index]
         ref_path, cmp_path, mask_path = self._paths[index]
+        raw = read_mask(mask_path, f"{name} label")
         return make_sample(
             read_image(ref_path, f"{name} reference"),
             read_image(cmp_path, f"{name} comparison"),
-            binarize_mask(read_mask(mask_path, f"{name} label")),
+            binarize_mask(raw) if len(self.class_names) == 2 else self._class_indices(raw, name),
             name,
         )
+
+    def _class_indices(self, raw: np.ndarray, name: str) -> np.ndarray:
+        bad = np.setdiff1d(np.unique(raw), [*range(len(self.class_names)), IGNORE_INDEX])
+        if bad.size:
+            raise InputError(f"{name}: label values {bad[:5].tolist()} are not class indices "
+                             f"0..{len(self.class_names) - 1} (or 255 = ignore)")
+        return raw.astype(np.uint8)
 
 
 def _read_list(path: Path) -> list[str]:

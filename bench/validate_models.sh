@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Validation numbers of the three shipped models (docs/models.md, docs/benchmarks.md).
+# Every score is on pairs the scored model never trained on: each model's own validation split
+# (`--names model-val`), another model's (`--names model-val:MODEL`), generated synthetic pairs
+# 0-63 of the training seed (the `default` recipe's synthetic validation pairs), or TSUNAMI
+# (never trained on).
+#   bash bench/validate_models.sh [DATA_DIR [MODEL...]]   (default $CHANGESEG_DATA or ../shared/data;
+#                                                          models: pcb aerial default, all by default)
+# Reports land in runs/eval/<model>-<set>/ (metrics.json, metrics.md, per_image.csv, plots).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=PASSIVE
+DATA=$(realpath "${1:-${CHANGESEG_DATA:-../shared/data}}")
+shift || true
+MODELS=${*:-pcb aerial default}
+BIN=.venv/bin
+OUT=runs/eval
+evaluate() { # MODEL NAME SPEC [options...]
+  local model=$1 name=$2 spec=$3
+  shift 3
+  echo "== $model on $name"
+  $BIN/changeseg evaluate -m "$model" -d "$spec" -o "$OUT/$model-$name" --worst 4 "$@" >/dev/null
+  $BIN/python - "$OUT/$model-$name/metrics.json" <<'EOF'
+import json, sys
+m = json.load(open(sys.argv[1]))
+g = m["protocols"]["global"]
+line = (f"   {m['images']} pairs, threshold {m['threshold']:.2f}: global F1 {g['f1']:.3f} IoU {g['iou']:.3f} "
+        f"P {g['precision']:.3f} R {g['recall']:.3f}; c3po F1 {m['protocols']['c3po']['f1']:.3f}; "
+        f"best threshold {m['best_threshold']:.2f} -> F1 {m['best_f1']:.3f}")
+if "boxes" in m["protocols"]:
+    b = m["protocols"]["boxes"]
+    line += f"; boxes F {b['f1']:.4f} (P {b['precision']:.4f} R {b['recall']:.4f}, AP {b['ap']:.4f})"
+if g.get("miou") is not None and len(g.get("per_class_iou", {})) > 2:
+    line += "; per-type IoU " + ", ".join(f"{k} {v:.3f}" for k, v in g["per_class_iou"].items() if v is not None)
+print(line)
+EOF
+}
+
+validate_pcb() { # its 100 held-out DeepPCB boards
+  evaluate pcb deeppcb "deeppcb:$DATA/deeppcb" --names model-val
+}
+
+validate_aerial() { # its held-out OSCD cities, AirChange pairs, LEVIR-CD and DSIFN-CD crops
+  for set in oscd airchange; do
+    evaluate aerial "$set" "$set:$DATA/$set" --names model-val
+  done
+  for set in levir_samples dsifn_samples; do
+    evaluate aerial "$set" "folder:$DATA/$set" --names model-val
+  done
+}
+
+# default: its synthetic validation pairs (typed labels: per-type IoU), its own held-out EGY
+# crop, and zero-shot on the pcb and aerial validation splits and on TSUNAMI
+validate_default() {
+if [ ! -f "$OUT/synval/meta.json" ]; then
+  $BIN/changeseg synth "$OUT/synval" --count 64 --size 256 --seed 42 >/dev/null
+fi
+evaluate default synthetic "folder:$OUT/synval" --data-option label_dir=label_typed \
+  --data-option "class_names=[unchanged, appear, disappear, exchange]"
+for set in oscd airchange; do
+  evaluate default "$set-aerialval" "$set:$DATA/$set" --names model-val:aerial
+done
+for set in levir_samples dsifn_samples; do
+  evaluate default "$set-aerialval" "folder:$DATA/$set" --names model-val:aerial
+done
+evaluate default egy_ncc "folder:$DATA/egy_ncc" --names model-val
+evaluate default tsunami "pcd:$DATA/tsunami"
+evaluate default deeppcb-pcbval "deeppcb:$DATA/deeppcb" --names model-val:pcb
+}
+
+for model in $MODELS; do
+  "validate_$model"
+done

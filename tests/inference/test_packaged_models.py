@@ -1,0 +1,72 @@
+"""The three models shipped in the package, on the example pairs changeseg draws itself.
+
+Each check would fail for an untrained or broken model (which finds nothing or everything).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from changeseg.data.datasets.deeppcb import read_boxes
+from changeseg.inference.predictor import ChangeDetector, packaged_models
+from changeseg.io.images import read_mask
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def overlap(truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """IoU, precision and recall of a predicted mask against a true one."""
+    both = float((truth & predicted).sum())
+    return {"iou": both / max(float((truth | predicted).sum()), 1.0),
+            "precision": both / max(float(predicted.sum()), 1.0),
+            "recall": both / max(float(truth.sum()), 1.0)}
+
+
+def predict_example(model: str, example: str):
+    detector = ChangeDetector.from_pretrained(model)
+    assert detector.trained and detector.config.metadata["training"]["recipe_name"] == model
+    folder = EXAMPLES / example
+    return detector, detector.predict(folder / "reference.png", folder / "comparison.png")
+
+
+def test_all_three_models_are_packaged():
+    assert {"default", "pcb", "aerial"} <= set(packaged_models())
+
+
+def test_aerial_finds_new_and_demolished_buildings_not_the_season():
+    _, result = predict_example("aerial", "aerial")
+    scores = overlap(read_mask(EXAMPLES / "aerial" / "truth.png") > 0, result.mask)
+    # measured when packaged: precision 0.998, recall 0.414; the seasonal shift is not change
+    assert scores["precision"] > 0.8 and scores["recall"] > 0.25, scores
+
+
+def test_default_is_typed_and_finds_the_example_changes():
+    detector, result = predict_example("default", "coffee")
+    assert detector.class_names == ["unchanged", "appear", "disappear", "exchange"]
+    folder = EXAMPLES / "coffee"
+    scores = overlap(read_mask(folder / "truth.png") > 0, result.mask)
+    assert scores["iou"] > 0.6, scores  # 0.80 when packaged; untrained or broken: near 0
+    typed_truth = read_mask(folder / "truth_typed.png")
+    assert result.class_map is not None
+    exchanged = (typed_truth == 3) & result.mask
+    # the exchanged object is typed as such (100 % of its detected pixels when packaged);
+    # appear vs disappear is the model's weak point (docs/models.md)
+    assert (result.class_map[exchanged] == 3).mean() > 0.8
+    assert {r.label for r in result.regions} <= {"appear", "disappear", "exchange"}
+
+
+def test_pcb_finds_the_drawn_defects_without_false_alarms():
+    detector, result = predict_example("pcb", "pcb")
+    assert detector.config.metadata["min_area"] == 200
+    truth = read_boxes(EXAMPLES / "pcb" / "boxes.txt")
+    boxes = np.array([r.box for r in result.regions]).reshape(-1, 4)  # x0, y0, x1, y1 (exclusive)
+    # a region "finds" a defect when their boxes overlap (the drawn boxes are tighter than
+    # DeepPCB's, so the protocol's IoU > 0.33 is not the right test here)
+    hits = ((boxes[:, None, 0] <= truth[None, :, 2]) & (truth[None, :, 0] < boxes[:, None, 2])
+            & (boxes[:, None, 1] <= truth[None, :, 3]) & (truth[None, :, 1] < boxes[:, None, 3]))
+    # measured when packaged: 4 of the 6 defects found (open, short, spur, spurious copper),
+    # every region on a defect; the mousebite and the pin-hole are missed
+    assert hits.any(axis=0).sum() >= 4, hits
+    assert hits.any(axis=1).all(), "a region on defect-free copper"

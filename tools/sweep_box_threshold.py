@@ -1,0 +1,70 @@
+"""Box F-score (DeepPCB protocol) over decision thresholds and minimum areas, on validation pairs.
+
+    .venv/bin/python tools/sweep_box_threshold.py runs/pcb/best deeppcb:../shared/data/deeppcb \
+        --min-areas 0,10,20,40
+
+Each validation pair is predicted once; the `boxes` protocol is then scored at every
+threshold × minimum region area (and pixel F1 alongside). Use it to choose a box-detection
+model's threshold on its *validation* split (`--names model-val`, the default), never on a test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from changeseg.cli.evaluate import probability_function, read_names
+from changeseg.data.datasets import open_dataset
+from changeseg.data.pairs import PairSubset
+from changeseg.inference.predictor import ChangeDetector
+from changeseg.training.metrics import BoxMetric, GlobalMetric
+
+DEFAULT_THRESHOLDS = ",".join(f"{t:g}" for t in (*np.arange(0.5, 0.951, 0.05).round(2),
+                                                  0.96, 0.97, 0.98, 0.99, 0.995, 0.998))
+
+
+def main() -> None:
+    """Predict the validation pairs once, then print box F-score and pixel F1 per threshold."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a model folder or packaged name")
+    parser.add_argument("data", help="FORMAT:PATH of a data set with boxes (e.g. deeppcb:...)")
+    parser.add_argument("--names", default="model-val", help="pair names (as changeseg evaluate)")
+    parser.add_argument("--thresholds", default=DEFAULT_THRESHOLDS, help="comma-separated thresholds")
+    parser.add_argument("--oracle", action="store_true",
+                        help="score the true mask itself instead of the model's prediction: the "
+                             "ceiling of the mask -> boxes protocol on these pairs")
+    parser.add_argument("--min-areas", default="0", help="comma-separated min_area values of the "
+                        "boxes protocol (the same as `changeseg detect --min-area`)")
+    args = parser.parse_args()
+
+    detector = ChangeDetector.from_pretrained(args.model)
+    dataset = open_dataset(args.data)
+    dataset = PairSubset(dataset, read_names(args.names, detector.config.metadata, args.data))
+    predict = probability_function(detector, binary=True)
+    thresholds = [float(t) for t in args.thresholds.split(",")]
+    areas = [int(a) for a in args.min_areas.split(",")]
+    boxes = {(t, a): BoxMetric(threshold=t, min_area=a) for t in thresholds for a in areas}
+    pixels = {t: GlobalMetric(threshold=t) for t in thresholds}
+    for sample in dataset:
+        probability = (sample["mask"].astype(np.float32) if args.oracle
+                       else predict(sample["reference"], sample["comparison"]))
+        for metric in boxes.values():
+            metric.update(probability, sample["mask"], sample["name"], boxes=sample.get("boxes"))
+        for metric in pixels.values():
+            metric.update(probability, sample["mask"], sample["name"])
+    rows = []
+    for (t, a), metric in boxes.items():
+        b, g = metric.compute(), pixels[t].compute()
+        rows.append({"threshold": t, "min_area": a, "box_f1": b["f1"], "box_precision": b["precision"],
+                     "box_recall": b["recall"], "pixel_f1": g["f1"], **b["counts"]})
+        print(f"t={t:.3f} min_area={a:<3d} boxes F {b['f1']:.4f} (P {b['precision']:.4f} "
+              f"R {b['recall']:.4f}, {b['counts']['matched']}/{b['counts']['ground_truth']} matched, "
+              f"{b['counts']['predicted']} predicted)  pixel F1 {g['f1']:.4f}")
+    best = max(rows, key=lambda r: (r["box_f1"], -r["min_area"], -abs(r["threshold"] - 0.5)))
+    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "best": best}))
+
+
+if __name__ == "__main__":
+    main()
