@@ -145,7 +145,7 @@ def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [
-    "deeppcb", "tsunami-fewshot", "synthetic-pretrain", "aerial"])
+    "deeppcb", "tsunami-fewshot", "synthetic-pretrain", "aerial", "pcb", "default"])
 def test_shipped_recipe_runs_on_real_data(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every recipe in configs/ trains a few steps on the real data and exports a model."""
     from changeseg.training.recipe import load_recipe
