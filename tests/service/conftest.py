@@ -30,14 +30,14 @@ class DifferencePredictor:
     class_names = ["unchanged", "changed"]
 
     def predict(self, reference: np.ndarray, comparison: np.ndarray, threshold: float | None = None,
-                min_area: int = 0, resize: bool = False) -> ChangeResult:
+                min_area: int | None = None, resize: bool = False) -> ChangeResult:
         """Changed where the two images differ by more than half the range."""
         comparison = match_size(reference, comparison, resize)
         diff = np.abs(reference[..., :3].astype(np.float32) - comparison[..., :3].astype(np.float32))
         change = (diff.mean(axis=2) / 255.0).astype(np.float32)
         probs = np.stack([1.0 - change, change])
         return result_from_probabilities(probs, comparison, 0.5 if threshold is None else threshold,
-                                         min_area, self.class_names, self.name)
+                                         min_area or 0, self.class_names, self.name)
 
 
 class BlockingPredictor(DifferencePredictor):

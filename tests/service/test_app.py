@@ -174,8 +174,8 @@ class RecordingPredictor(DifferencePredictor):
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
-    def predict(self, reference, comparison, threshold=None, min_area=0, resize=False, align=False):
-        self.calls.append({"align": align})
+    def predict(self, reference, comparison, threshold=None, min_area=None, resize=False, align=False):
+        self.calls.append({"align": align, "min_area": min_area})
         return super().predict(reference, comparison, threshold, min_area, resize)
 
 
@@ -188,7 +188,18 @@ def test_align_field_reaches_a_predictor_that_supports_it(field, expected):
         assert client.get("/v1/models").json()["models"][0]["supports_align"] is True
         data = {} if field is None else {"align": field}
         assert client.post("/v1/detect", files=files_for(reference, comparison), data=data).status_code == 200
-    assert predictor.calls == [{"align": expected}]
+    assert predictor.calls == [{"align": expected, "min_area": None}]
+
+
+def test_min_area_field_defaults_to_the_models_own():
+    predictor = RecordingPredictor()
+    reference, comparison = square_pair()
+    with TestClient(create_app(predictor)) as client:
+        for data in ({}, {"min_area": "7"}):
+            assert client.post("/v1/detect", files=files_for(reference, comparison),
+                               data=data).status_code == 200
+    # None lets the model apply its own minimum area (ChangeDetector.predict)
+    assert [call["min_area"] for call in predictor.calls] == [None, 7]
 
 
 def test_align_is_refused_when_the_backend_cannot_align(client):

@@ -64,7 +64,7 @@ class Predictor(Protocol):
     """What the service needs from a model: `ChangeDetector.predict`'s signature."""
 
     def predict(self, reference: Any, comparison: Any, threshold: float | None = None,
-                min_area: int = 0, resize: bool = False) -> ChangeResult:
+                min_area: int | None = None, resize: bool = False) -> ChangeResult:
         """Detect changes between two images given as H×W×C numpy arrays."""
         ...
 
@@ -395,7 +395,8 @@ ReferenceField = Annotated[UploadFile, File(description="The reference (before) 
 ComparisonField = Annotated[UploadFile, File(description="The comparison (after) image file.")]
 ThresholdField = Annotated[float | None, Form(ge=0.0, le=1.0, description=(
     "Change-probability threshold in [0, 1] (default: the model's own)."))]
-MinAreaField = Annotated[int, Form(ge=0, description="Drop regions smaller than this many pixels.")]
+MinAreaField = Annotated[int | None, Form(ge=0, description=(
+    "Drop regions smaller than this many pixels (default: the model's own, 0 for most models)."))]
 ResizeField = Annotated[bool, Form(description=(
     "Resize the comparison to the reference's size instead of refusing different sizes."))]
 
@@ -462,7 +463,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
         return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
 
     async def run_detection(reference: UploadFile, comparison: UploadFile, threshold: float | None,
-                            min_area: int, resize: bool, align_text: str,
+                            min_area: int | None, resize: bool, align_text: str,
                             images: list[str]) -> dict[str, Any]:
         try:
             align = parse_align(align_text)
@@ -519,7 +520,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
         reference: ReferenceField,
         comparison: ComparisonField,
         threshold: ThresholdField = None,
-        min_area: MinAreaField = 0,
+        min_area: MinAreaField = None,
         resize: ResizeField = False,
         align: AlignField = "",
         return_images: ReturnField = "",
@@ -550,7 +551,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
         reference: ReferenceField,
         comparison: ComparisonField,
         threshold: ThresholdField = None,
-        min_area: MinAreaField = 0,
+        min_area: MinAreaField = None,
         resize: ResizeField = False,
         align: AlignField = "",
     ) -> Response:

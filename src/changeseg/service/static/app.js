@@ -83,7 +83,8 @@
     form.append("return", transformed ? "mask,overlay,comparison" : "mask,overlay");
     const threshold = $("threshold").value.trim();
     if (threshold !== "") form.append("threshold", threshold);
-    form.append("min_area", $("min-area").value || "0");
+    const minArea = $("min-area").value.trim();
+    if (minArea !== "") form.append("min_area", minArea);
     form.append("resize", $("resize").checked ? "true" : "false");
     if ($("align").checked) form.append("align", "true");
     $("detect").disabled = true;
