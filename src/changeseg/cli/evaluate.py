@@ -134,6 +134,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     """Evaluate a model on a dataset with the c3po, global and boxes protocols."""
     from changeseg.data.datasets import open_dataset
     from changeseg.data.pairs import PairSubset
+    from changeseg.inference.pipeline import backend_min_area
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.training.report import evaluate, render_markdown
 
@@ -154,7 +155,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     predict = probability_function(detector, binary)
     chosen = threshold if threshold is not None else detector.config.threshold
     # the boxes protocol drops regions below the model's own minimum area, as `detect` does
-    box_settings = {"min_area": int(detector.config.metadata.get("min_area", 0)),
+    box_settings = {"min_area": backend_min_area(detector),
                     **parse_options(box_options, "--box-option")}
     report = evaluate(
         predict, dataset, protocols=protocols, threshold=chosen, out_dir=out_dir, worst_k=worst,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from changeseg.errors import InputError
-from changeseg.inference.pipeline import backend_threshold, check_channels
+from changeseg.inference.pipeline import backend_min_area, backend_threshold, check_channels
 from changeseg.inference.tiling import (
     DEFAULT_TILE_SIZE,
     ProbaBackend,
@@ -39,7 +39,7 @@ MAX_POLYGON_PIXELS = 4096 * 4096
 def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
                             comparison: str | os.PathLike, out_dir: str | os.PathLike, *,
                             bands: str | Sequence[int | str] | None = None, threshold: float | None = None,
-                            min_area: int = 0, tiling: TilingOptions | None = None,
+                            min_area: int | None = None, tiling: TilingOptions | None = None,
                             extra: dict[str, Any] | None = None,
                             on_tile: TileCallback | None = None) -> dict[str, Any]:
     """Detect changes in a GeoTIFF pair window by window; write mask.tif, probability.tif,
@@ -47,7 +47,8 @@ def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
 
     mask.tif: 0 unchanged, 1 changed (typed models: the class index), 255 nodata/unknown.
     probability.tif: float32 probability of any change. Both carry the reference's CRS and
-    transform. The pair must share CRS and footprint.
+    transform. The pair must share CRS and footprint. `threshold` and `min_area` default to
+    the model's own.
     """
     started = time.perf_counter()
     tiling = tiling or TilingOptions()
@@ -57,6 +58,7 @@ def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
     out = Path(out_dir)
     class_names = list(backend.class_names)  # type: ignore[attr-defined]
     threshold = backend_threshold(backend) if threshold is None else float(threshold)
+    min_area = backend_min_area(backend) if min_area is None else int(min_area)
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
     with geotiff.gdal_env(), geotiff.GeoRaster(reference, bands, "reference") as ref, \

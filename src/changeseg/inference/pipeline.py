@@ -255,9 +255,7 @@ def detect_to_folder(backend: ProbaBackend, pair: PairInput, out_dir: str | os.P
         assert pair.reference_path is not None and pair.comparison_path is not None
         return detect_geotiff_windowed(backend, pair.reference_path, pair.comparison_path, out_dir,
                                        bands=options.bands, threshold=options.threshold,
-                                       min_area=(backend_min_area(backend) if options.min_area is None
-                                                 else options.min_area),
-                                       tiling=options.tiling, extra=extra,
+                                       min_area=options.min_area, tiling=options.tiling, extra=extra,
                                        on_tile=on_tile)
     assert pair.reference is not None and pair.comparison is not None
     if pair.reference.shape[2] > 4:
