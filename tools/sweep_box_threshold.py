@@ -15,9 +15,9 @@ import json
 
 import numpy as np
 
-from changeseg.cli.evaluate import probability_function, read_names
 from changeseg.data.datasets import open_dataset
 from changeseg.data.pairs import PairSubset
+from changeseg.evaluation.selection import probability_function, read_names
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.training.metrics import BoxMetric, GlobalMetric
 

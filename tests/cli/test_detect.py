@@ -36,6 +36,29 @@ def test_writes_all_outputs_and_a_summary_line(images, tmp_path, tiny_checkpoint
     assert captured.out.count("\n") == 1
 
 
+def test_tta_averages_three_views(images, tmp_path, tiny_checkpoint, capsys):
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.inference.tta import TestTimeAugmented
+
+    out = tmp_path / "tta"
+    code = detect.main([str(images[0]), str(images[1]), "-o", str(out), "-m", str(tiny_checkpoint),
+                        "--precision", "fp32", "--tta", "--save-probability"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert ", fp32, tta," in captured.out
+    detector = ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32")
+    reference = detector.prepare(read_image(images[0]), "reference")
+    comparison = detector.prepare(read_image(images[1]), "comparison")
+    views = [detector.predict_proba(reference, comparison),
+             detector.predict_proba(reference[:, ::-1], comparison[:, ::-1])[:, :, ::-1],
+             detector.predict_proba(comparison, reference)]
+    expected = np.mean(views, axis=0)
+    averaged = TestTimeAugmented(detector).predict_proba(reference, comparison)
+    np.testing.assert_allclose(averaged, expected, atol=1e-5)
+    result = detector.predict(images[0], images[1], tta=True, min_area=0)
+    np.testing.assert_allclose(result.probability, 1 - expected[0], atol=1e-5)
+
+
 def test_through_the_group_on_a_real_pair(tmp_path, tiny_checkpoint, capsys):
     root = require_real_data("tsunami")
     code = changeseg_main(["detect", str(root / "t0" / "00000001.jpg"), str(root / "t1" / "00000001.jpg"),

@@ -88,3 +88,28 @@ def test_synth_help_through_the_changeseg_group(capsys):
     assert cli_main.main(["synth", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--count" in out and "--photos" in out and "--no-nuisance" in out
+
+
+def test_synth_pastes_objects_and_writes_a_preview(tmp_path, photo_dir, rng, capsys):
+    from PIL import Image
+
+    objects = tmp_path / "cutouts"
+    objects.mkdir()
+    for number in range(2):
+        rgba = np.zeros((40, 30, 4), np.uint8)
+        rgba[:, :, :3] = rng.integers(0, 256, 3)
+        rgba[5:35, 5:25, 3] = 255
+        Image.fromarray(rgba, "RGBA").save(objects / f"thing{number}.png")
+    out, sheet = tmp_path / "set", tmp_path / "sheet.png"
+    code = main([str(out), "-n", "3", "-p", str(photo_dir), "-p", str(photo_dir), "-O",
+                 str(objects), "--size", "64", "--preview", str(sheet), "-q"])
+    assert code == 0, capsys.readouterr().err
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["objects"]["count"] == 2
+    assert meta["photos"]["count"] == 6  # the folder given twice
+    image = read_image(sheet)
+    assert image.shape[0] >= 160 and image.shape[1] > 2 * 3 * 160  # 2 columns of 3 views
+    code = main([str(tmp_path / "set2"), "-n", "1", "-p", str(photo_dir), "-O",
+                 str(tmp_path / "nothing")])
+    assert code != 0
+    assert "object folder not found" in one_error_line(capsys.readouterr().err)

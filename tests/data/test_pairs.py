@@ -57,6 +57,8 @@ def test_make_sample_rejects_mismatched_sizes_naming_the_sample(rng):
 def test_binarize_mask_handles_0_255_and_0_1():
     assert binarize_mask(np.array([[0, 255, 128, 127]], np.uint8)).tolist() == [[0, 1, 1, 0]]
     assert binarize_mask(np.array([[0, 1]], np.uint8)).tolist() == [[0, 1]]
+    # typed class indices (0 none, 1 appear, 2 disappear, 3 exchange) read as binary: any type
+    assert binarize_mask(np.array([[0, 1, 2, 3]], np.uint8)).tolist() == [[0, 1, 1, 1]]
 
 
 def test_natural_key_orders_numbers():

@@ -33,6 +33,7 @@ NO_PHOTOMETRY = {
     "p_blur": 0.0,
     "p_noise": 0.0,
     "p_jpeg": 0.0,
+    "p_season": 0.0,
 }
 ONLY = {APPEAR: (1.0, 0.0, 0.0), DISAPPEAR: (0.0, 1.0, 0.0), EXCHANGE: (0.0, 0.0, 1.0)}
 
@@ -180,6 +181,7 @@ def test_misregistration_moves_comparison_objects_and_their_labels_together(phot
         max_rotation=0.0,
         max_scale=0.0,
         max_shift=6.0,
+        max_corner_shift=0.0,
     )
     moved = 0
     for code in (APPEAR, DISAPPEAR):
@@ -374,3 +376,39 @@ def test_data_package_never_imports_models():
             assert not (node.module or "").startswith("changeseg.models")
         elif isinstance(node, ast.Import):
             assert not any(alias.name.startswith("changeseg.models") for alias in node.names)
+
+
+def test_small_homography_moves_the_whole_comparison(rng):
+    photos = [make_photo(rng, 160, 200) for _ in range(3)]
+    settings = dict(photos=photos, size=SIZE, seed=9, p_no_change=0.0, max_rotation=1.0,
+                    max_scale=0.02, max_shift=3.0, max_corner_shift=4.0)
+    warped = SyntheticPairGenerator(**settings, p_misregistration=1.0, **NO_PHOTOMETRY,
+                                    change_weights=ONLY[DISAPPEAR])
+    clean = SyntheticPairGenerator(**settings, nuisance=False, change_weights=ONLY[DISAPPEAR])
+    for index in range(3):
+        pair, still = warped.generate(index), clean.generate(index)
+        homography = np.array(pair.nuisance["homography"], np.float64)
+        assert homography.shape == (3, 3) and abs(homography[2, :2]).max() > 0  # not affine
+        expected = cv2.warpPerspective(still.comparison, homography, (SIZE, SIZE))
+        interior = (slice(8, -8), slice(8, -8))
+        assert np.abs(pair.comparison[interior].astype(float)
+                      - expected[interior].astype(float)).mean() < 1.0
+        affine = cv2.warpAffine(still.comparison, np.array(pair.nuisance["warp"]), (SIZE, SIZE))
+        assert np.abs(pair.comparison[interior].astype(float)
+                      - affine[interior].astype(float)).mean() > 1.0  # the corners moved too
+
+
+def test_season_shift_turns_green_but_not_grey():
+    image = np.zeros((32, 64, 3), np.uint8)
+    image[:, :32] = (60, 160, 50)  # foliage green
+    image[:, 32:] = (128, 128, 128)  # grey road
+    changed = 0
+    for seed in range(6):
+        out, params = synthetic._season(image, np.random.default_rng(seed), 20.0)
+        green_shift = np.abs(out[:, :32].astype(int) - image[:, :32]).mean()
+        grey = out[:, 32:].astype(int)
+        # grey keeps its hue: channels move together by the small warmth gain only
+        assert np.abs(grey - 128).max() <= 128 * 0.05 + 2
+        changed += green_shift > 3
+        assert set(params) == {"hue", "saturation", "warmth"}
+    assert changed >= 4

@@ -206,3 +206,25 @@ def test_binary_sets_feed_a_typed_model_as_untyped_change(pairs: Path, tmp_path:
     alone = module(pairs, "model.num_classes=4", "data.class_names=[unchanged, appear, disappear, exchange]",
                    num_classes=4)
     assert UNTYPED_CHANGE in set(torch.unique(next(iter(alone.train_dataloader()))["mask"]).tolist())
+
+
+def test_scene_holdout_with_a_per_source_val_fraction(pairs: Path, tmp_path: Path) -> None:
+    from tests.data.datasets.test_sbi2015 import write_scenes
+
+    write_scenes(tmp_path / "sbi")
+    spec = f"sbi2015:{tmp_path / 'sbi'}"
+    section = data_section(
+        f"data.train=[{{spec: '{spec}', options: {{scenes: [Alpha], pairs_per_scene: 6}}, val_fraction: 0}},"
+        f" {{spec: 'folder:{pairs}'}}]",
+        f"data.val=[{{spec: '{spec}', options: {{scenes: [Beta], pairs_per_scene: 4}}}}]")
+    dm = ChangeDataModule(section, seed=0)
+    dm.setup("fit")
+    scenes_train, folder, scenes_val = dm.split_info()["sources"]
+    assert scenes_train["train"] == 6 and scenes_train["val"] == 0 and scenes_train["val_names"] == []
+    assert folder["train"] == 6 and folder["val"] == 2  # data.val_fraction still holds for the others
+    assert scenes_val["options"] == {"scenes": ["Beta"], "pairs_per_scene": 4}
+    assert len(scenes_val["val_names"]) == 4 and all(n.startswith("Beta/") for n in scenes_val["val_names"])
+    trained = {n for b in batches(dm.train_dataloader()) for n in b["name"]}
+    assert len(trained) == 12 and {n.split("/")[0] for n in trained if "/" in n} == {"Alpha"}
+    validated = sorted(n for b in batches(dm.val_dataloader()) for n in b["name"])
+    assert validated == sorted(folder["val_names"] + scenes_val["val_names"])

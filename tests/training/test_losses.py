@@ -161,3 +161,16 @@ def test_untyped_pixels_are_shared_among_change_classes_when_counting() -> None:
     assert only_untyped.tolist() == [3, 1, 1, 1]
     with pytest.raises(ConfigError, match="254"):  # a binary model has no untyped change
         class_pixel_counts(masks, num_classes=2)
+
+
+def test_binary_class_weights_balance_change_against_no_change() -> None:
+    from changeseg.training.losses import LossConfig, resolve_class_weights
+
+    counts = [900, 60, 30, 10]  # 10 % changed, unevenly split among the types
+    weights = resolve_class_weights(LossConfig(class_weights="binary"), 4, counts)
+    assert weights is not None and len(weights) == 4
+    assert weights[1] == weights[2] == weights[3]
+    assert weights[1] / weights[0] == pytest.approx(9.0)  # the two-class C-3PO ratio
+    assert sum(weights) == pytest.approx(1.0)
+    four_way = resolve_class_weights(LossConfig(class_weights="auto"), 4, counts)
+    assert four_way is not None and four_way[3] > four_way[1]  # inverse frequency per type

@@ -163,3 +163,19 @@ def test_finetune_base_keeps_a_typed_models_classes(tmp_path):
     recipe = load_recipe(None, [], base=finetune_base(str(tmp_path / "typed"), ["folder:pairs"]))
     assert recipe.model.model_config()["num_classes"] == 4
     assert recipe.class_names() == typed and recipe.output.threshold == 0.9
+
+
+def test_per_source_val_fraction() -> None:
+    recipe = recipe_from_dict({"data": {
+        "train": [{"spec": "sbi2015:/d/sbi2015", "options": {"scenes": ["Board"]}, "val_fraction": 0},
+                  {"spec": "folder:/d/levir"}],
+        "val": [{"spec": "sbi2015:/d/sbi2015", "options": {"scenes": ["HighwayI"]}}]}})
+    first, second = recipe.data.train
+    assert first.val_fraction == 0.0 and second.val_fraction is None
+    assert recipe.data.val[0].options == {"scenes": ["HighwayI"]}
+    assert recipe_from_dict(recipe.to_dict()).data == recipe.data
+    with pytest.raises(ConfigError, match=r"val_fraction must be in \[0, 1\), got 1.0"):
+        recipe_from_dict({"data": {"train": [{"spec": "folder:/p", "val_fraction": 1}]}})
+    with pytest.raises(ConfigError, match="only applies to data.train"):
+        recipe_from_dict({**MINIMAL, "data": {**MINIMAL["data"],
+                                              "val": [{"spec": "folder:/v", "val_fraction": 0.5}]}})

@@ -21,17 +21,24 @@ from changeseg.errors import InputError
 BACKENDS = ("torch", "onnx")
 
 
-def load_backend(backend: str, model: str, device: str, precision: str) -> Any:
-    """The detector for `backend`: the PyTorch `ChangeDetector`, or the torch-free ONNX runtime."""
+def load_backend(backend: str, model: str, device: str, precision: str, tta: bool = False) -> Any:
+    """The detector for `backend`: the PyTorch `ChangeDetector`, or the torch-free ONNX runtime;
+    with `tta`, wrapped to average over a mirrored and a swapped view."""
     if backend == "onnx":
         try:
             from changeseg.inference.onnx_runtime import OnnxChangeDetector
         except ImportError as exc:
             raise InputError(f"the ONNX backend is unavailable ({exc}); install changeseg[onnx]") from None
-        return OnnxChangeDetector.from_pretrained(model)
-    from changeseg.inference.predictor import ChangeDetector
+        detector: Any = OnnxChangeDetector.from_pretrained(model)
+    else:
+        from changeseg.inference.predictor import ChangeDetector
 
-    return ChangeDetector.from_pretrained(model, device=device, precision=precision)
+        detector = ChangeDetector.from_pretrained(model, device=device, precision=precision)
+    if tta:
+        from changeseg.inference.tta import TestTimeAugmented
+
+        detector = TestTimeAugmented(detector)
+    return detector
 
 
 def untrained_warning(detector: Any, model: str) -> None:
@@ -124,12 +131,15 @@ def _options(threshold: float | None, min_area: int | None, resize: bool, bands:
               help="GeoTIFF pairs: read and write windows so memory does not grow with the image "
                    "(default: automatic above 16 megapixels). Writes GeoTIFF/GeoJSON outputs only.")
 @click.option("--save-probability", is_flag=True, help="Also write probability.png (0-255).")
+@click.option("--tta", is_flag=True,
+              help="Test-time augmentation: average the probabilities over the pair, its mirror "
+                   "image and the swapped pair (3 forward passes; see docs/models.md).")
 def command(reference: str | None, comparison: str | None, out_dir: str, pairs_csv: str | None,
             ref_dir: str | None, cmp_dir: str | None, overwrite: bool, model: str, backend: str,
             threshold: float | None, device: str, precision: str, min_area: int | None, resize: bool,
             align: bool,
             align_method: str, ecc: bool, tile_size: int, tile_overlap: int | None, tile_batch: int,
-            bands: str | None, windowed: bool | None, save_probability: bool) -> int:
+            bands: str | None, windowed: bool | None, save_probability: bool, tta: bool) -> int:
     """Detect changes between REFERENCE and COMPARISON images (or many pairs) and write the results.
 
     GeoTIFF inputs (files or folders of single-band files) keep their georeference: mask.tif,
@@ -151,18 +161,19 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
                        align_method, ecc, save_probability, windowed)
     if batch:
         return _run_batch(pairs_csv, ref_dir, cmp_dir, out_dir, overwrite, model, backend, device,
-                          precision, options)
+                          precision, options, tta)
     assert reference is not None and comparison is not None
-    return _run_single(reference, comparison, out_dir, model, backend, device, precision, options)
+    return _run_single(reference, comparison, out_dir, model, backend, device, precision, options,
+                       tta)
 
 
 def _run_single(reference: str, comparison: str, out_dir: str, model: str, backend: str, device: str,
-                precision: str, options: Any) -> int:
+                precision: str, options: Any, tta: bool = False) -> int:
     from changeseg.inference.pipeline import detect_to_folder, load_pair
 
     # Check the inputs first: a bad pair should fail fast, before the model is loaded.
     pair = load_pair(reference, comparison, options)
-    detector = load_backend(backend, model, device, precision)
+    detector = load_backend(backend, model, device, precision, tta)
     with progress_bar("tiles", enabled=True) as on_tile:
         summary = detect_to_folder(detector, pair, out_dir, options, on_tile=on_tile)
     untrained_warning(detector, model)
@@ -174,7 +185,7 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
     if summary.get("unknown_pixels"):
         details.append(f"{summary['unknown_fraction']:.2%} unknown")
     extra = f" ({'; '.join(details)})" if details else ""
-    mode = getattr(detector, "precision", backend)
+    mode = getattr(detector, "precision", backend) + (", tta" if tta else "")
     click.echo(f"{summary['changed_fraction']:.2%} of {summary['width']}×{summary['height']} pixels changed "
                f"in {summary['region_count']} region(s){extra}; model {model}, {mode}, "
                f"{summary['timings_ms']['total']:.0f} ms → {Path(out_dir)}")
@@ -182,7 +193,8 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
 
 
 def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, out_dir: str,
-               overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any) -> int:
+               overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any,
+               tta: bool = False) -> int:
     from changeseg.inference.batch import pairs_from_csv, pairs_from_dirs, run_batch
 
     if pairs_csv is not None:
@@ -190,7 +202,7 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
     else:
         assert ref_dir is not None and cmp_dir is not None
         jobs = pairs_from_dirs(ref_dir, cmp_dir)
-    detector = load_backend(backend, model, device, precision)
+    detector = load_backend(backend, model, device, precision, tta)
     with progress_bar("pairs", enabled=True) as update:
         def on_pair(outcome: Any, index: int, total: int) -> None:
             if update is not None:

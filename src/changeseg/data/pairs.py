@@ -118,9 +118,11 @@ def _size(image: np.ndarray) -> str:
 
 
 def binarize_mask(raw: np.ndarray) -> np.ndarray:
-    """Turn a stored binary label into 0/1: 0/255 (or any 8-bit grey) by > 127, 0/1 as is."""
-    if raw.size and int(raw.max()) <= 1:
-        return raw.astype(np.uint8)
+    """Turn a stored label into 0/1 change: 0/255 (or any 8-bit grey) by > 127; a label whose
+    values are all below 128 (0/1, or class indices such as typed 0..3) by "not 0", so a typed
+    label read as binary is change wherever it has any type, never silently all unchanged."""
+    if raw.size and int(raw.max()) < 128:
+        return (raw > 0).astype(np.uint8)
     return (raw > 127).astype(np.uint8)
 
 

@@ -41,6 +41,14 @@ import cv2
 import numpy as np
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from changeseg.data.copy_paste import (
+    match_colour,
+    perspective_scale,
+    remove_object,
+    resize_cutout,
+    shadow_of,
+)
+from changeseg.data.objects import Cutout, ObjectBank, SceneLayout, is_annotation_folder, scene_layout
 from changeseg.errors import ConfigError, InputError
 from changeseg.io.images import read_image, to_uint8_rgb, write_json, write_png
 
@@ -78,8 +86,10 @@ SKIMAGE_PHOTOS: dict[str, str] = {
 }
 NAME_PATTERN = "synth_{index:06d}"
 
-# a folder, a list of arrays / image paths, or None (scikit-image's bundled photos)
+# a folder, a list of arrays / image paths / folders, or None (scikit-image's bundled photos)
 PhotoSource = str | os.PathLike | Sequence[np.ndarray | str | os.PathLike] | None
+# a folder or a list of folders of real object cut-outs (see changeseg.data.objects)
+ObjectSource = str | os.PathLike | Sequence[str | os.PathLike] | ObjectBank
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,6 +118,7 @@ class SynthConfig:
     max_shift: float = 4.0  # px, each axis
     max_rotation: float = 2.0  # degrees
     max_scale: float = 0.03  # relative
+    max_corner_shift: float = 2.0  # px: corners moved independently (a small homography)
     p_shadow: float = 0.4
     shadow_strength: tuple[float, float] = (0.2, 0.5)
     p_illumination: float = 0.8
@@ -122,6 +133,16 @@ class SynthConfig:
     noise_sigma: tuple[float, float] = (1.0, 6.0)
     p_jpeg: float = 0.4
     jpeg_quality: tuple[int, int] = (30, 90)
+    p_season: float = 0.25  # season-like shift: vegetation greener or browner, sky and light warmer
+    season_hue: float = 12.0  # max hue rotation of green pixels, degrees
+    # copy-paste (used when the generator has an object bank)
+    p_real_object: float = 0.85  # share of objects that are real cut-outs (the rest: blobs)
+    p_inpaint: float = 0.5  # scenes that hold known objects: remove one of them (appear/disappear)
+    colour_match: tuple[float, float] = (0.0, 0.7)  # pull a cut-out's colour towards the scene
+    p_cast_shadow: float = 0.4
+    shadow_darkness: tuple[float, float] = (0.25, 0.55)
+    ground_placement: bool = True  # stand objects on the scene's ground where it is known
+    horizon: float = 0.35  # assumed horizon (fraction of the height) for ground perspective
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -131,7 +152,8 @@ class SynthConfig:
         if not 0 <= self.min_changes <= self.max_changes:
             raise ConfigError("synthetic config: need 0 <= min_changes <= max_changes")
         for name in ("p_no_change", "p_misregistration", "p_shadow", "p_illumination", "p_blur",
-                     "p_noise", "p_jpeg"):
+                     "p_noise", "p_jpeg", "p_real_object", "p_inpaint", "p_cast_shadow",
+                     "horizon", "p_season"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"synthetic config: {name} must be in [0, 1]")
         weights = self.change_weights
@@ -139,13 +161,16 @@ class SynthConfig:
             raise ConfigError("synthetic config: change_weights needs three non-negative weights "
                               "(appear, disappear, exchange) with a positive sum")
         for name in ("object_size", "feather", "shadow_strength", "blur_sigma", "noise_sigma",
-                     "jpeg_quality"):
+                     "jpeg_quality", "colour_match", "shadow_darkness"):
             low, high = getattr(self, name)
             if low > high or low < 0:
                 raise ConfigError(f"synthetic config: {name} must be a range (low, high), "
                                   f"0 <= low <= high")
         if self.object_size[0] < 0.02 or self.object_size[1] > 0.9:
             raise ConfigError("synthetic config: object_size must lie within [0.02, 0.9]")
+        if self.colour_match[1] > 1 or self.shadow_darkness[1] > 1:
+            raise ConfigError("synthetic config: colour_match and shadow_darkness must lie "
+                              "within [0, 1]")
         if self.jpeg_quality[0] < 1 or self.jpeg_quality[1] > 100:
             raise ConfigError("synthetic config: jpeg_quality must lie within [1, 100]")
 
@@ -169,7 +194,10 @@ class SynthConfig:
 
 
 def find_photos(folder: str | os.PathLike) -> list[Path]:
-    """All image files under `folder` (recursively, hidden files skipped), in a stable order.
+    """All image files under `folder` (recursively), in a stable order.
+
+    Hidden files and label folders (``labels``, ``masks``, ``gt``, ``groundtruth``,
+    ``*annot`` ...) are skipped: they hold annotations, not photos.
 
     Raises InputError when the folder is missing, not a folder, or holds no image files.
     """
@@ -181,7 +209,9 @@ def find_photos(folder: str | os.PathLike) -> list[Path]:
     paths = [
         path for path in root.rglob("*")
         if path.suffix.lower() in PHOTO_EXTENSIONS and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+        and not any(part.startswith(".") or is_annotation_folder(part)
+                    for part in path.relative_to(root).parts[:-1])
+        and not path.name.startswith(".")
     ]
     if not paths:
         raise InputError(f"photo folder holds no images ({', '.join(sorted(PHOTO_EXTENSIONS))}): "
@@ -252,11 +282,21 @@ class _PhotoBank:
                     self._arrays.append(self._shrink(_as_rgb(read_image(item, f"photo {number}"))))
                     self._paths.append(None)
                     self.names.append(f"array{number}")
+                elif Path(item).expanduser().is_dir():  # a folder in the list: all its photos
+                    root = Path(item).expanduser()
+                    for path in find_photos(root):
+                        self._arrays.append(None)
+                        self._paths.append(path)
+                        self.names.append(f"{root.name}/{path.relative_to(root).as_posix()}")
                 else:
                     self._arrays.append(None)
                     self._paths.append(Path(item).expanduser())
                     self.names.append(str(item))
-            self.description = {"source": "list", "count": len(items)}
+            self.description = {"source": "list", "count": len(self.names),
+                                "folders": [str(Path(i).expanduser().resolve()) for i in items
+                                            if not isinstance(i, np.ndarray)
+                                            and Path(i).expanduser().is_dir()]}
+        self._layouts: OrderedDict[int, SceneLayout | None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.names)
@@ -269,6 +309,17 @@ class _PhotoBank:
         width = max(1, round(image.shape[1] * factor))
         height = max(1, round(image.shape[0] * factor))
         return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+    def layout(self, number: int) -> SceneLayout | None:
+        """Ground and object maps of photo `number` at its loaded size, when it has them."""
+        if number in self._layouts:
+            return self._layouts[number]
+        path = self._paths[number]
+        layout = scene_layout(path, self.get(number).shape[:2]) if path is not None else None
+        self._layouts[number] = layout
+        while len(self._layouts) > self.cache_size:
+            self._layouts.popitem(last=False)
+        return layout
 
     def get(self, number: int) -> np.ndarray:
         """Photo `number` as H×W×3 uint8 RGB."""
@@ -329,6 +380,8 @@ class _Object:
     y0: int
     x0: int
     source: str
+    shadow: np.ndarray | None = None  # darkening (0..1) cast on the scene before pasting
+    category: str = "blob"
 
 
 class SyntheticPairGenerator:
@@ -342,6 +395,9 @@ class SyntheticPairGenerator:
             pair can be made alone, in any order or process.
         config: a SynthConfig; keyword `overrides` replace single fields of it
             (e.g. ``nuisance=False``).
+        objects: real object cut-outs to paste (copy-paste change): a folder, a list of
+            folders or an ObjectBank (`changeseg.data.objects`). Without it objects are
+            random smooth shapes cut from other photos (blobs).
         max_photo_side: shrink photos so their shorter side is at most this (default 3×size).
         cache_size: how many photos read from files stay in memory.
 
@@ -349,8 +405,9 @@ class SyntheticPairGenerator:
     """
 
     def __init__(self, photos: PhotoSource = None, size: int = 256, seed: int = 0,
-                 config: SynthConfig | None = None, *, max_photo_side: int | None = None,
-                 cache_size: int = 32, **overrides: Any) -> None:
+                 config: SynthConfig | None = None, *, objects: ObjectSource | None = None,
+                 max_photo_side: int | None = None, cache_size: int = 32,
+                 **overrides: Any) -> None:
         if int(size) != size or size < 32:
             raise ConfigError(f"synthetic pairs: size must be an integer >= 32, got {size}")
         if int(seed) != seed or seed < 0:
@@ -366,20 +423,27 @@ class SyntheticPairGenerator:
         self.seed = int(seed)
         self.config = config
         self.photos = _PhotoBank(photos, max_photo_side or 3 * self.size, cache_size)
+        self.objects = (objects if isinstance(objects, ObjectBank) or objects is None
+                        else ObjectBank(objects))
         # margin around the output so a misregistered comparison never shows the canvas edge
         half = self.size / 2
-        reach = config.max_shift + half * (config.max_scale + math.radians(config.max_rotation))
+        reach = (config.max_shift + config.max_corner_shift
+                 + half * (config.max_scale + math.radians(config.max_rotation)))
         self.margin = int(math.ceil(reach * 1.5)) + 2
         self.canvas = self.size + 2 * self.margin
 
     def __repr__(self) -> str:
+        objects = f", objects={len(self.objects)}" if self.objects is not None else ""
         return (f"SyntheticPairGenerator(size={self.size}, seed={self.seed}, "
-                f"photos={self.photos.description})")
+                f"photos={self.photos.description}{objects})")
 
     def settings(self) -> dict[str, Any]:
         """Everything needed to regenerate the same pairs (for meta.json)."""
-        return {"size": self.size, "seed": self.seed, "photos": self.photos.description,
-                "max_photo_side": self.photos.max_side, "config": self.config.to_dict()}
+        settings = {"size": self.size, "seed": self.seed, "photos": self.photos.description,
+                    "max_photo_side": self.photos.max_side, "config": self.config.to_dict()}
+        if self.objects is not None:
+            settings["objects"] = self.objects.describe()
+        return settings
 
     def name(self, index: int) -> str:
         """The name of pair `index`."""
@@ -409,14 +473,24 @@ class SyntheticPairGenerator:
 
         # 1. scene on a canvas with a margin; alphas per change type (channel = code - 1)
         background_id = int(scene_rng.integers(len(self.photos)))
-        background = _random_crop(self.photos.get(background_id), canvas, canvas, scene_rng,
-                                  zoom=(0.75, 1.0), stretch=0.15)
+        photo = self.photos.get(background_id)
+        crop = _crop_window(photo, canvas, canvas, scene_rng, zoom=(0.75, 1.0), stretch=0.15)
+        background = _apply_crop(photo, crop, canvas, canvas)
+        layout = None
+        if self.objects is not None:  # copy-paste mode: ground and the scene's own objects
+            known = self.photos.layout(background_id)
+            if known is not None:
+                layout = SceneLayout(
+                    ground=_apply_crop(known.ground.astype(np.uint8), crop, canvas, canvas,
+                                       nearest=True) > 0,
+                    objects=_apply_crop(known.objects.astype(np.float32), crop, canvas, canvas,
+                                        nearest=True).astype(np.int32))
         reference = background.astype(np.float32)
         comparison = reference.copy()
         reference_alpha = np.zeros((canvas, canvas, 3), np.float32)
         comparison_alpha = np.zeros((canvas, canvas, 3), np.float32)
         changes = self._place_changes(scene_rng, background_id, reference, comparison,
-                                      reference_alpha, comparison_alpha)
+                                      reference_alpha, comparison_alpha, layout)
         inner = (slice(margin, margin + size), slice(margin, margin + size))
         clean_reference = _to_uint8(reference[inner])
         clean_comparison = _to_uint8(comparison[inner])
@@ -428,17 +502,32 @@ class SyntheticPairGenerator:
         nuisance: dict[str, Any] = {}
         if cfg.nuisance and comparison_rng.random() < cfg.p_misregistration:
             canvas_to_output, output_warp = self._draw_warp(comparison_rng)
-            comparison_image = cv2.warpAffine(_to_uint8(comparison), canvas_to_output, (size, size),
-                                              flags=cv2.INTER_LINEAR,
-                                              borderMode=cv2.BORDER_REFLECT_101)
-            comparison_alpha = cv2.warpAffine(comparison_alpha, canvas_to_output, (size, size),
-                                              flags=cv2.INTER_LINEAR,
-                                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            corners = self._draw_corner_shift(comparison_rng)
+            if corners is None:
+                comparison_image = cv2.warpAffine(_to_uint8(comparison), canvas_to_output,
+                                                  (size, size), flags=cv2.INTER_LINEAR,
+                                                  borderMode=cv2.BORDER_REFLECT_101)
+                comparison_alpha = cv2.warpAffine(comparison_alpha, canvas_to_output, (size, size),
+                                                  flags=cv2.INTER_LINEAR,
+                                                  borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+                homography = np.vstack([output_warp, [0.0, 0.0, 1.0]])
+            else:  # similarity, then the small homography of the corner shift
+                full = corners @ np.vstack([canvas_to_output, [0.0, 0.0, 1.0]])
+                comparison_image = cv2.warpPerspective(_to_uint8(comparison), full, (size, size),
+                                                       flags=cv2.INTER_LINEAR,
+                                                       borderMode=cv2.BORDER_REFLECT_101)
+                comparison_alpha = cv2.warpPerspective(comparison_alpha, full, (size, size),
+                                                       flags=cv2.INTER_LINEAR,
+                                                       borderMode=cv2.BORDER_CONSTANT,
+                                                       borderValue=0)
+                homography = corners @ np.vstack([output_warp, [0.0, 0.0, 1.0]])
             nuisance["warp"] = output_warp.tolist()
+            nuisance["homography"] = homography.tolist()
         else:
             comparison_image = clean_comparison
             comparison_alpha = comparison_alpha[inner]
             nuisance["warp"] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+            nuisance["homography"] = np.eye(3).tolist()
         reference_image = clean_reference
         if cfg.nuisance:
             comparison_image, nuisance["comparison"] = _photometric(comparison_image,
@@ -466,7 +555,8 @@ class SyntheticPairGenerator:
 
     def _place_changes(self, rng: np.random.Generator, background_id: int, reference: np.ndarray,
                        comparison: np.ndarray, reference_alpha: np.ndarray,
-                       comparison_alpha: np.ndarray) -> list[dict[str, Any]]:
+                       comparison_alpha: np.ndarray,
+                       layout: SceneLayout | None = None) -> list[dict[str, Any]]:
         """Paste objects into the canvases in place; returns a record of each change."""
         cfg = self.config
         if rng.random() < cfg.p_no_change:
@@ -475,9 +565,19 @@ class SyntheticPairGenerator:
         weights = np.asarray(cfg.change_weights, np.float64)
         occupied = np.zeros(reference.shape[:2], np.uint8)
         changes: list[dict[str, Any]] = []
+        if layout is not None and count > 0 and rng.random() < cfg.p_inpaint:
+            native = self._remove_native(rng, layout, reference, comparison, reference_alpha,
+                                         comparison_alpha, occupied)
+            if native is not None:
+                changes.append(native)
+                count -= 1
+        ground = layout.ground if layout is not None and cfg.ground_placement else None
         for _ in range(count):
             code = int(rng.choice(3, p=weights / weights.sum())) + 1
-            placed = self._place_one(rng, code, background_id, reference, occupied)
+            if self.objects is not None and rng.random() < cfg.p_real_object:
+                placed = self._place_cutouts(rng, code, reference, occupied, ground)
+            else:
+                placed = self._place_one(rng, code, background_id, reference, occupied)
             if placed is None:
                 continue
             first, second = placed
@@ -496,8 +596,148 @@ class SyntheticPairGenerator:
             box = [min(b[0] for b in boxes), min(b[1] for b in boxes),
                    max(b[2] for b in boxes), max(b[3] for b in boxes)]
             changes.append({"type": CHANGE_TYPES[code - 1], "code": code, "box": box,
-                            "sources": sources})
+                            "sources": sources,
+                            "objects": [obj.category for obj in (first, second) if obj is not None]})
         return changes
+
+    def _remove_native(self, rng: np.random.Generator, layout: SceneLayout,
+                       reference: np.ndarray, comparison: np.ndarray,
+                       reference_alpha: np.ndarray, comparison_alpha: np.ndarray,
+                       occupied: np.ndarray) -> dict[str, Any] | None:
+        """Remove one of the scene's own objects by inpainting: it disappears from the
+        comparison or (as an appearance) is absent from the reference. None when the scene
+        holds no object of a usable size inside the output."""
+        size, margin = self.size, self.margin
+        inner = np.zeros_like(occupied, dtype=bool)
+        inner[margin:margin + size, margin:margin + size] = True
+        ids, areas = np.unique(layout.objects[inner], return_counts=True)
+        usable = [int(i) for i, a in zip(ids, areas, strict=True)
+                  if i > 0 and 0.004 * size * size <= a <= 0.25 * size * size]
+        if not usable:
+            return None
+        object_id = usable[int(rng.integers(len(usable)))]
+        mask = layout.objects == object_id
+        weights = np.asarray(self.config.change_weights[:2], np.float64)
+        if weights.sum() <= 0:
+            return None
+        code = int(rng.choice(2, p=weights / weights.sum())) + 1  # appear or disappear
+        radius = max(2, size // 96)
+        removed = remove_object(reference, mask, radius)
+        soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 0.7)
+        if code == DISAPPEAR:
+            comparison[:] = removed
+            np.maximum(reference_alpha[:, :, DISAPPEAR - 1], soft,
+                       out=reference_alpha[:, :, DISAPPEAR - 1])
+        else:
+            reference[:] = removed
+            np.maximum(comparison_alpha[:, :, APPEAR - 1], soft,
+                       out=comparison_alpha[:, :, APPEAR - 1])
+        gap = max(3, size // 64) + radius
+        occupied |= cv2.dilate(mask.astype(np.uint8), np.ones((2 * gap + 1, 2 * gap + 1), np.uint8))
+        ys, xs = np.nonzero(mask)
+        return {"type": CHANGE_TYPES[code - 1], "code": code,
+                "box": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                "sources": ["scene (inpainted)"], "objects": ["scene object"]}
+
+    def _place_cutouts(self, rng: np.random.Generator, code: int, scene: np.ndarray,
+                       occupied: np.ndarray, ground: np.ndarray | None
+                       ) -> tuple[_Object, _Object | None] | None:
+        """Place one change made of real cut-outs (an exchange: two of a similar shape).
+
+        Objects stand on the scene's ground where it is known (size by perspective), else
+        anywhere; None after 8 tries without a free place.
+        """
+        cfg = self.config
+        bank = self.objects
+        assert bank is not None
+        size, margin = self.size, self.margin
+        ground_points = None
+        if ground is not None:
+            inner = ground[margin:margin + size, margin:margin + size]
+            if inner.mean() > 0.02:
+                ground_points = np.nonzero(inner)
+        for _ in range(8):
+            side = rng.uniform(*cfg.object_size) * size
+            if ground_points is not None:
+                k = int(rng.integers(len(ground_points[0])))
+                foot_y = margin + float(ground_points[0][k])
+                foot_x = margin + float(ground_points[1][k])
+                side *= 0.3 + 1.2 * perspective_scale(foot_y - margin, size, cfg.horizon)
+            else:
+                foot_y = margin + rng.uniform(0.25, 1.0) * size
+                foot_x = margin + rng.uniform(0.1, 0.9) * size
+            cutout = self._pick_cutout(rng, scene, foot_y, foot_x, side)
+            first = self._cutout_object(rng, cutout, side, foot_y, foot_x, scene)
+            second = None
+            if code == EXCHANGE:
+                other = self._pick_cutout(rng, scene, foot_y, foot_x, side, like=cutout)
+                second = self._cutout_object(rng, other, side * math.exp(rng.uniform(-0.15, 0.15)),
+                                             foot_y, foot_x, scene)
+            if _claim(occupied, (first, second), max(3, size // 64)):
+                return first, second
+        return None
+
+    def _pick_cutout(self, rng: np.random.Generator, scene: np.ndarray, foot_y: float,
+                     foot_x: float, side: float, like: Cutout | None = None) -> Cutout:
+        """A random cut-out; with `like`, the one of 6 candidates closest to its shape (an
+        exchange swaps an object for another of a similar size), else the first of up to 3
+        whose colour differs enough from the scene where it will stand."""
+        bank = self.objects
+        assert bank is not None
+        if like is not None:
+            candidates = [bank.get(int(rng.integers(len(bank)))) for _ in range(6)]
+            candidates = [c for c in candidates if c.name != like.name] or candidates
+            return min(candidates, key=lambda c: abs(math.log(c.aspect / like.aspect)))
+        best: tuple[float, Cutout] | None = None
+        y = int(np.clip(foot_y - side / 2, 0, scene.shape[0] - 1))
+        x = int(np.clip(foot_x, 0, scene.shape[1] - 1))
+        half = max(2, int(side / 4))
+        under = scene[max(0, y - half):y + half, max(0, x - half):x + half].reshape(-1, 3).mean(0)
+        for _ in range(3):
+            cutout = bank.get(int(rng.integers(len(bank))))
+            weight = cutout.alpha[:, :, None]
+            mean = (cutout.rgb * weight).sum((0, 1)) / max(float(weight.sum()), 1.0)
+            contrast = float(np.abs(mean - under).mean())
+            if best is None or contrast > best[0]:
+                best = (contrast, cutout)
+            if contrast >= self.config.min_object_contrast:
+                break
+        assert best is not None
+        return best[1]
+
+    def _cutout_object(self, rng: np.random.Generator, cutout: Cutout, side: float,
+                       foot_y: float, foot_x: float, scene: np.ndarray) -> _Object:
+        """Scale a cut-out so its longer side is `side`, stand it at (foot_y, foot_x), match
+        its colour to the scene, feather its edge and (sometimes) give it a cast shadow."""
+        cfg = self.config
+        aspect = cutout.aspect
+        side = max(10.0, side)
+        height = max(8, int(round(side if aspect >= 1 else side * aspect)))
+        width = max(8, int(round(side / aspect if aspect >= 1 else side)))
+        patch, alpha = resize_cutout(cutout.rgb, cutout.alpha, height, width)
+        cast = rng.random() < cfg.p_cast_shadow
+        pad = int(math.ceil(3 * cfg.feather[1])) + 1
+        pad_x = pad + (int(0.4 * width) if cast else 0)
+        box_h, box_w = height + 2 * pad, width + 2 * pad_x
+        box_h, box_w = min(box_h, self.canvas), min(box_w, self.canvas)
+        y0 = int(np.clip(round(foot_y - height - pad), 0, self.canvas - box_h))
+        x0 = int(np.clip(round(foot_x - box_w / 2), 0, self.canvas - box_w))
+        full_alpha = np.zeros((box_h, box_w), np.float32)
+        full_patch = cv2.copyMakeBorder(patch, pad, pad, pad_x, pad_x, cv2.BORDER_REPLICATE)
+        full_alpha[pad:pad + height, pad_x:pad_x + width] = alpha[:box_h - pad, :box_w - pad_x]
+        full_patch = full_patch[:box_h, :box_w]
+        sigma = float(rng.uniform(0.3, max(0.31, cfg.feather[0])))
+        full_alpha = cv2.GaussianBlur(full_alpha, (0, 0), sigma)
+        under = scene[y0:y0 + box_h, x0:x0 + box_w]
+        full_patch = match_colour(full_patch, full_alpha, under, float(rng.uniform(*cfg.colour_match)))
+        shadow = None
+        if cast:
+            offset = (float(rng.uniform(-0.35, 0.35)) * width, float(rng.uniform(0.0, 0.05)) * height)
+            shadow = shadow_of(full_alpha, offset, squash=float(rng.uniform(0.6, 0.9)),
+                               blur=float(rng.uniform(1.0, 3.0)) + 0.01 * side)
+            shadow *= np.float32(rng.uniform(*cfg.shadow_darkness))
+        return _Object(patch=full_patch, alpha=full_alpha, y0=y0, x0=x0, source=cutout.name,
+                       shadow=shadow, category=cutout.category)
 
     def _place_one(self, rng: np.random.Generator, code: int, background_id: int,
                    scene: np.ndarray,
@@ -519,16 +759,7 @@ class SyntheticPairGenerator:
                 second = self._make_object(rng, max(8, int(round(height * factor))),
                                            max(8, int(round(width * factor))), centre_y, centre_x,
                                            background_id, scene, avoid=first)
-            footprint = np.zeros_like(occupied)
-            for obj in (first, second):
-                if obj is not None:
-                    region = footprint[obj.y0:obj.y0 + obj.alpha.shape[0],
-                                       obj.x0:obj.x0 + obj.alpha.shape[1]]
-                    np.maximum(region, (obj.alpha > 0.02).astype(np.uint8), out=region)
-            gap = max(3, size // 64)
-            footprint = cv2.dilate(footprint, np.ones((2 * gap + 1, 2 * gap + 1), np.uint8))
-            if not np.any(footprint & occupied):
-                occupied |= footprint
+            if _claim(occupied, (first, second), max(3, size // 64)):
                 return first, second
         return None
 
@@ -570,6 +801,17 @@ class SyntheticPairGenerator:
         assert best is not None
         return _Object(patch=best[1], alpha=alpha, y0=y0, x0=x0, source=best[2])
 
+    def _draw_corner_shift(self, rng: np.random.Generator) -> np.ndarray | None:
+        """A homography (output pixels -> output pixels) moving each image corner by up to
+        `max_corner_shift` pixels, or None when that is 0 (parallax-free viewpoint jitter)."""
+        limit = self.config.max_corner_shift
+        if limit <= 0:
+            return None
+        side = float(self.size - 1)
+        source = np.array([[0, 0], [side, 0], [side, side], [0, side]], np.float32)
+        target = source + rng.uniform(-limit, limit, (4, 2)).astype(np.float32)
+        return cv2.getPerspectiveTransform(source, target).astype(np.float64)
+
     def _draw_warp(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A small similarity transform about the image centre.
 
@@ -604,7 +846,27 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 def _random_crop(photo: np.ndarray, out_h: int, out_w: int, rng: np.random.Generator,
                  zoom: tuple[float, float], stretch: float) -> np.ndarray:
-    """A random crop of `photo` resized to out_h×out_w, with a random horizontal flip.
+    """A random crop of `photo` resized to out_h×out_w, with a random horizontal flip
+    (see `_crop_window`)."""
+    return _apply_crop(photo, _crop_window(photo, out_h, out_w, rng, zoom, stretch), out_h, out_w)
+
+
+def _apply_crop(image: np.ndarray, window: tuple[int, int, int, int, bool], out_h: int,
+                out_w: int, nearest: bool = False) -> np.ndarray:
+    """Cut `window` (top, left, height, width, flip) from `image` and resize it to out_h×out_w."""
+    top, left, crop_h, crop_w, flip = window
+    shrinking = crop_h > out_h and crop_w > out_w
+    interpolation = (cv2.INTER_NEAREST if nearest
+                     else cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    resized = cv2.resize(image[top:top + crop_h, left:left + crop_w], (out_w, out_h),
+                         interpolation=interpolation)
+    return cv2.flip(resized, 1) if flip else resized
+
+
+def _crop_window(photo: np.ndarray, out_h: int, out_w: int, rng: np.random.Generator,
+                 zoom: tuple[float, float], stretch: float) -> tuple[int, int, int, int, bool]:
+    """A random crop window (top, left, height, width, flip) of `photo` for an out_h×out_w
+    output.
 
     The crop covers between zoom[0] and zoom[1] times the output size in photo pixels
     (limited by the photo), its aspect ratio jittered by up to exp(±stretch).
@@ -618,10 +880,7 @@ def _random_crop(photo: np.ndarray, out_h: int, out_w: int, rng: np.random.Gener
     crop_w = max(1, min(width, int(round(crop_w * limit))))
     top = int(rng.integers(0, height - crop_h + 1))
     left = int(rng.integers(0, width - crop_w + 1))
-    shrinking = crop_h > out_h and crop_w > out_w
-    resized = cv2.resize(photo[top:top + crop_h, left:left + crop_w], (out_w, out_h),
-                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    return cv2.flip(resized, 1) if rng.random() < 0.5 else resized
+    return top, left, crop_h, crop_w, bool(rng.random() < 0.5)
 
 
 def _random_shape(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -666,8 +925,29 @@ def _blend(target: np.ndarray, patch: np.ndarray, alpha: np.ndarray, top: int,
     region += a * (patch[y0 - top:y1 - top, x0 - left:x1 - left] - region)
 
 
+def _claim(occupied: np.ndarray, objects: Sequence[_Object | None], gap: int) -> bool:
+    """Mark the objects' footprints (grown by `gap` px) as occupied, unless they overlap an
+    occupied pixel; returns whether they were free."""
+    footprint = np.zeros_like(occupied)
+    for obj in objects:
+        if obj is not None:
+            region = footprint[obj.y0:obj.y0 + obj.alpha.shape[0],
+                               obj.x0:obj.x0 + obj.alpha.shape[1]]
+            np.maximum(region, (obj.alpha > 0.02).astype(np.uint8), out=region)
+    footprint = cv2.dilate(footprint, np.ones((2 * gap + 1, 2 * gap + 1), np.uint8))
+    if np.any(footprint & occupied):
+        return False
+    occupied |= footprint
+    return True
+
+
 def _paste(image: np.ndarray, alphas: np.ndarray, obj: _Object, code: int) -> None:
-    """Alpha-blend `obj` into `image` and record its alpha in channel code-1 of `alphas`."""
+    """Alpha-blend `obj` (after its cast shadow, if any) into `image` and record its alpha in
+    channel code-1 of `alphas`. The shadow is not labelled: it is lighting, not an object."""
+    if obj.shadow is not None:
+        h, w = obj.shadow.shape
+        region = image[obj.y0:obj.y0 + h, obj.x0:obj.x0 + w]
+        region *= (1.0 - obj.shadow[:region.shape[0], :region.shape[1], None])
     _blend(image, obj.patch, obj.alpha, obj.y0, obj.x0)
     h, w = obj.alpha.shape
     channel = alphas[obj.y0:obj.y0 + h, obj.x0:obj.x0 + w, code - 1]
@@ -678,6 +958,26 @@ def _clip_box(change: dict[str, Any], margin: int, size: int) -> None:
     x0, y0, x1, y1 = change["box"]
     change["box"] = [int(np.clip(x0 - margin, 0, size)), int(np.clip(y0 - margin, 0, size)),
                      int(np.clip(x1 - margin, 0, size)), int(np.clip(y1 - margin, 0, size))]
+
+
+def _season(image: np.ndarray, rng: np.random.Generator,
+            max_hue: float) -> tuple[np.ndarray, dict[str, float]]:
+    """A season-like colour shift: green pixels turn more yellow/brown or more green (hue
+    rotation weighted by how green a pixel is) and their saturation changes, while the whole
+    image warms or cools slightly. uint8 RGB in and out."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+    hue_deg = hsv[:, :, 0] * (360.0 / 256.0)
+    greenness = np.clip(1.0 - np.abs(hue_deg - 110.0) / 50.0, 0.0, 1.0)
+    greenness *= np.clip(hsv[:, :, 1] / 60.0, 0.0, 1.0)  # grey pixels keep their colour
+    rotation = float(rng.uniform(-max_hue, max_hue))
+    saturation = float(rng.uniform(0.75, 1.25))
+    warmth = float(rng.uniform(-0.05, 0.05))
+    hsv[:, :, 0] = np.mod(hue_deg + rotation * greenness, 360.0) * (256.0 / 360.0)
+    hsv[:, :, 1] = np.clip(hsv[:, :, 1] * (1.0 + (saturation - 1.0) * greenness), 0, 255)
+    rgb = cv2.cvtColor(np.clip(hsv + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
+    gains = np.array([1.0 + warmth, 1.0, 1.0 - warmth], np.float32)
+    out = _to_uint8(rgb.astype(np.float32) * gains)
+    return out, {"hue": rotation, "saturation": saturation, "warmth": warmth}
 
 
 def _smooth_field(rng: np.random.Generator, size: int, corners: int) -> np.ndarray:
@@ -748,6 +1048,8 @@ def _photometric(image: np.ndarray, rng: np.random.Generator,
         out += noise
         params["noise"] = sigma
     result = _to_uint8(out)
+    if rng.random() < cfg.p_season:
+        result, params["season"] = _season(result, rng, cfg.season_hue)
     if rng.random() < cfg.p_jpeg:
         quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
         ok, buffer = cv2.imencode(".jpg", result[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])

@@ -26,6 +26,7 @@ from changeseg.inference.align import AlignOptions
 from changeseg.inference.pipeline import detect_pair
 from changeseg.inference.result import ChangeResult
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions
+from changeseg.inference.tta import TestTimeAugmented
 from changeseg.io.checkpoints import CONFIG_FILE, WEIGHTS_FILE, CheckpointConfig, read_config
 from changeseg.io.images import ImageLike, read_image, to_float, to_model_channels
 
@@ -188,12 +189,14 @@ class OnnxChangeDetector:
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
-                align: bool | str | AlignOptions = False) -> ChangeResult:
+                align: bool | str | AlignOptions = False, tta: bool = False) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         Same contract as `ChangeDetector.predict`, through the same torch-free pipeline:
         `threshold` (default: the model's own), `min_area`, `resize`, tiling of images larger
-        than `tile_size`, and `align` (register the comparison onto the reference first).
+        than `tile_size`, `align` (register the comparison onto the reference first) and `tta`
+        (average over a mirrored and a swapped view).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
-        return detect_pair(self, reference, comparison, threshold, min_area, resize, tiling, align)
+        backend = TestTimeAugmented(self) if tta else self
+        return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align)

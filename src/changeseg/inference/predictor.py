@@ -19,6 +19,7 @@ from changeseg.inference.result import (  # noqa: F401  (match_size, result_from
     result_from_probabilities,
 )
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions
+from changeseg.inference.tta import TestTimeAugmented
 from changeseg.io.checkpoints import (
     CONFIG_FILE,
     CheckpointConfig,
@@ -195,7 +196,7 @@ class ChangeDetector:
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
-                align: bool | str | AlignOptions = False) -> ChangeResult:
+                align: bool | str | AlignOptions = False, tta: bool = False) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         `threshold` (default: the model's own) applies to the probability of any change;
@@ -207,10 +208,12 @@ class ChangeDetector:
         (`result.unknown`, never changed; `result.alignment` reports the fit). Images larger
         than `tile_size` pixels (0 = never) are predicted as overlapping tiles of that size
         (`tile_overlap` pixels, default a quarter tile up to 128; `tile_batch` tiles per forward
-        pass) blended into one map.
+        pass) blended into one map. `tta` averages over a mirrored and a swapped view
+        (`changeseg.inference.tta`; three forward passes).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
-        return detect_pair(self, reference, comparison, threshold, min_area, resize, tiling, align)
+        backend = TestTimeAugmented(self) if tta else self
+        return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from changeseg.data.datasets import open_dataset
+from changeseg.data.objects import ObjectBank
 from changeseg.data.pairs import (
     IGNORE_INDEX,
     PairDataset,
@@ -469,13 +470,14 @@ class ChangeDataModule(pl.LightningDataModule):
     def _open_train_source(self, number: int, entry: DatasetEntry
                            ) -> tuple[Dataset, Dataset | None, SourceInfo]:
         cfg = self.config
+        fraction = cfg.val_fraction if entry.val_fraction is None else entry.val_fraction
         if is_synthetic(entry.spec):
             generator = self._generator(entry)
             typed = cfg.labels == "typed"
             if typed and self.num_classes < 4:
                 raise ConfigError(f"{entry.spec}: typed synthetic labels have 4 classes but the "
                                   f"model has {self.num_classes} (set model.num_classes=4)")
-            n_val = cfg.val_synthetic if cfg.val_fraction > 0 else 0
+            n_val = cfg.val_synthetic if fraction > 0 else 0
             length = (entry.samples_per_epoch or DEFAULT_SYNTHETIC_LENGTH) * entry.weight
             train = SyntheticEpochs(generator, length, offset=n_val, typed=typed)
             val = SyntheticFixed(generator, n_val, start=0, typed=typed) if n_val else None
@@ -483,7 +485,7 @@ class ChangeDataModule(pl.LightningDataModule):
                               list(val.names) if val is not None else [])
             return train, val, info
         dataset = self._open(entry)
-        train_names, val_names = carve_split(dataset.names, cfg.val_fraction, cfg.val_seed)
+        train_names, val_names = carve_split(dataset.names, fraction, cfg.val_seed)
         train_subset = PairSubset(dataset, train_names)
         val_subset = PairSubset(dataset, val_names) if val_names else None
         train: Dataset = train_subset
@@ -518,7 +520,16 @@ class ChangeDataModule(pl.LightningDataModule):
         options = dict(entry.options)
         options.setdefault("size", self.config.crop_size or 256)
         options.setdefault("seed", self.seed)
-        return SyntheticPairGenerator(_synthetic_photos(entry.spec), **options)
+        # photos: the spec's folder, or `options.photos` (a folder or a list of folders)
+        photos = options.pop("photos", None) or _synthetic_photos(entry.spec)
+        objects = options.pop("objects", None)
+        if objects is not None:
+            # change sets used as object sources keep out the pairs this recipe validates on
+            cfg = self.config
+            holdout = (cfg.val_fraction, cfg.val_seed) if cfg.val_fraction > 0 else None
+            options["objects"] = ObjectBank([objects] if isinstance(objects, str) else objects,
+                                            holdout=holdout)
+        return SyntheticPairGenerator(photos, **options)
 
     def _serve_val(self, dataset: Dataset, transform: Callable[..., Any]) -> Dataset:
         cfg = self.config

@@ -130,6 +130,22 @@ def class_weights_from_counts(counts: Sequence[int] | np.ndarray) -> list[float]
     return [float(w) for w in weights]
 
 
+def binary_class_weights_from_counts(counts: Sequence[int] | np.ndarray) -> list[float]:
+    """Change-vs-no-change weights for a multi-class (typed) model.
+
+    The C-3PO weighting of the two-class problem (no change against *any* change), with every
+    change class given the change weight: the classes of change are not balanced against each
+    other. Four-way inverse frequency would weight each rare change type several times over
+    and push the network to predict change everywhere.
+    """
+    values = np.asarray(counts, dtype=np.float64)
+    if values.ndim != 1 or values.size < 2:
+        raise ConfigError(f"class counts must list at least two classes, got {counts!r}")
+    unchanged, changed = class_weights_from_counts([values[0], values[1:].sum()])
+    scale = unchanged + changed * (values.size - 1)
+    return [unchanged / scale] + [changed / scale] * (values.size - 1)
+
+
 def weighted_cross_entropy(logits: Tensor, target: Tensor, weight: Tensor | None = None,
                            ignore_index: int = IGNORE_INDEX,
                            reduction: str = "weighted_mean") -> Tensor:
@@ -202,8 +218,9 @@ class LossConfig:
     """Which loss terms to combine and how.
 
     `name` is one term or several joined by "+": `ce`, `dice`, `focal`, e.g. `ce+dice`.
-    `class_weights`: "auto" (from the training masks' pixel counts), "none", or an explicit
-    list with one weight per class. It weights `ce` and (as α) `focal`.
+    `class_weights`: "auto" (inverse frequency of every class in the training masks),
+    "binary" (no change against any change, every change class with the change weight; for
+    typed models), "none", or an explicit list with one weight per class. It weights `ce` and (as α) `focal`.
     """
 
     name: str = "ce"
@@ -276,17 +293,20 @@ def resolve_class_weights(config: LossConfig, num_classes: int,
                           counts: Sequence[int] | np.ndarray | None) -> list[float] | None:
     """Turn `config.class_weights` into a concrete list (or None for an unweighted loss).
 
-    "auto" needs `counts` (pixels per class of the training masks).
+    "auto" and "binary" need `counts` (pixels per class of the training masks).
     """
     spec = config.class_weights
     if isinstance(spec, str):
         key = spec.strip().lower()
         if key in ("none", "off", ""):
             return None
-        if key != "auto":
-            raise ConfigError(f"loss.class_weights must be 'auto', 'none' or a list, got {spec!r}")
+        if key not in ("auto", "binary"):
+            raise ConfigError(f"loss.class_weights must be 'auto', 'binary', 'none' or a list, "
+                              f"got {spec!r}")
         if counts is None:
-            raise ConfigError("loss.class_weights='auto' needs the training masks' pixel counts")
+            raise ConfigError(f"loss.class_weights='{key}' needs the training masks' pixel counts")
+        if key == "binary":
+            return binary_class_weights_from_counts(counts)
         return class_weights_from_counts(counts)
     weights = [float(w) for w in spec]
     if len(weights) != num_classes:

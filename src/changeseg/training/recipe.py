@@ -74,13 +74,16 @@ class DatasetEntry:
     / "synthetic:PHOTO_FOLDER". `options` go to the reader (e.g. `split: train`) or to the
     synthetic generator. `samples_per_epoch` serves that many random crops per epoch from
     the images held in memory (for a few large images); otherwise each pair is used once
-    per epoch. `weight` repeats a small source in the mix (an integer ≥ 1).
+    per epoch. `weight` repeats a small source in the mix (an integer ≥ 1). `val_fraction`
+    (training sources only) replaces `data.val_fraction` for this source: 0 when its
+    validation comes from a `data.val` entry instead, e.g. other scenes of the same set.
     """
 
     spec: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     samples_per_epoch: int | None = None
     weight: int = 1
+    val_fraction: float | None = None
 
 
 @dataclass
@@ -110,8 +113,8 @@ class AugmentSection:
 class DataSection:
     """Where the pairs come from and how they are served.
 
-    The validation split is carved from each training source with `val_fraction` and
-    `val_seed` (recorded in the exported model); `val` adds explicit validation sources
+    The validation split is carved from each training source with `val_fraction` (or the
+    source's own) and `val_seed` (recorded in the exported model); `val` adds explicit validation sources
     (never a test split). `crop_size` is the training crop (None: whole images, which then
     must all have one size); `val_tile` serves validation images as tiles of that size
     (None: whole images). `labels` is "binary" or "typed" (synthetic typed masks).
@@ -367,6 +370,13 @@ def _validate(recipe: Recipe) -> None:
             raise ConfigError(f"data source {entry.spec}: weight must be >= 1")
         if entry.samples_per_epoch is not None and entry.samples_per_epoch < 1:
             raise ConfigError(f"data source {entry.spec}: samples_per_epoch must be >= 1")
+        if entry.val_fraction is not None and not 0.0 <= entry.val_fraction < 1.0:
+            raise ConfigError(f"data source {entry.spec}: val_fraction must be in [0, 1), "
+                              f"got {entry.val_fraction}")
+    for entry in data.val:
+        if entry.val_fraction is not None:
+            raise ConfigError(f"data.val source {entry.spec}: val_fraction only applies to "
+                              "data.train sources (a data.val source is validated on whole)")
     if not 0.0 <= data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {data.val_fraction}")
     if data.batch_size < 1 or data.val_batch_size < 1:

@@ -213,7 +213,8 @@ def train(recipe: Recipe, *, resume: bool | str = False, callbacks: Sequence[Cal
                             num_classes=model_config["num_classes"])
     data.setup("fit")
     counts = None
-    if isinstance(recipe.loss.class_weights, str) and recipe.loss.class_weights.lower() == "auto":
+    if (isinstance(recipe.loss.class_weights, str)
+            and recipe.loss.class_weights.strip().lower() in ("auto", "binary")):
         counts = data.class_pixel_counts()
     class_weights = resolve_class_weights(recipe.loss, model_config["num_classes"], counts)
     optim = {k: v for k, v in vars(recipe.optim).items()}

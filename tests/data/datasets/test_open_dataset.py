@@ -18,6 +18,7 @@ def test_formats_table():
         "deeppcb",
         "oscd",
         "airchange",
+        "sbi2015",
     }
 
 

@@ -16,6 +16,7 @@ from changeseg.data.datasets.deeppcb import DeepPCBDataset
 from changeseg.data.datasets.folder import FolderDataset
 from changeseg.data.datasets.oscd import OSCDDataset
 from changeseg.data.datasets.pcd import PCDDataset
+from changeseg.data.datasets.sbi2015 import SBI2015Dataset
 from changeseg.data.datasets.vl_cmu_cd import VLCMUCDDataset
 from changeseg.data.pairs import PairDataset
 from changeseg.errors import InputError
@@ -28,6 +29,7 @@ FORMATS: dict[str, type[PairDataset]] = {
     "deeppcb": DeepPCBDataset,
     "oscd": OSCDDataset,
     "airchange": AirChangeDataset,
+    "sbi2015": SBI2015Dataset,
 }
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "FolderDataset",
     "OSCDDataset",
     "PCDDataset",
+    "SBI2015Dataset",
     "VLCMUCDDataset",
     "open_dataset",
     "parse_spec",

@@ -1,0 +1,1 @@
+"""Evaluation helpers that need no training stack: probability calibration (`calibration`)."""

@@ -1,0 +1,221 @@
+"""Calibration: ECE, temperature / bias fitting, folding into the classifier, best-F1 threshold."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from changeseg.errors import InputError
+from changeseg.evaluation.calibration import (
+    Calibration,
+    PixelSampler,
+    apply_to_logits,
+    best_f1_threshold,
+    calibrate,
+    change_probability,
+    change_target,
+    expected_calibration_error,
+    fit_temperature,
+    fold_into_model,
+    map_threshold,
+)
+from changeseg.models import build_model
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "calibrate_model.py"
+
+
+def sampled_logits(n: int = 200_000, classes: int = 2, seed: int = 0, bias: float = 0.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """True logits N×K and targets drawn from their change probability (shifted by -bias)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 2.0, size=(n, classes))
+    probability = change_probability(logits, Calibration(1.0, bias))
+    return logits, rng.random(n) < probability
+
+
+def test_ece_is_near_zero_for_calibrated_and_large_for_overconfident_probabilities(rng):
+    prob = rng.random(500_000)
+    target = rng.random(prob.size) < prob
+    assert expected_calibration_error(prob, target) < 0.005
+    odds = np.log(prob) - np.log1p(-prob)
+    overconfident = 1.0 / (1.0 + np.exp(-4.0 * odds))
+    assert expected_calibration_error(overconfident, target) > 0.1
+
+
+def test_ece_of_a_constructed_case_is_exact():
+    # bin [0.8, 0.867): mean 0.8, frequency 0.5 → gap 0.3 on half the pixels; bin of 0.1 exact
+    prob = np.array([0.8, 0.8, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    target = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0], bool)
+    # 8 pixels at 0.1 with frequency 0 → gap 0.1; 2 pixels at 0.8 with frequency 0.5 → gap 0.3
+    assert expected_calibration_error(prob, target) == pytest.approx((8 * 0.1 + 2 * 0.3) / 10)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_fit_temperature_recovers_a_known_temperature(classes):
+    logits, target = sampled_logits(classes=classes)
+    fitted = fit_temperature(logits * 3.0, target)
+    assert fitted.temperature == pytest.approx(3.0, rel=0.1)
+    assert fitted.no_change_bias == 0.0
+
+
+def test_fit_with_bias_recovers_temperature_and_bias():
+    logits, target = sampled_logits(classes=4, bias=1.5, seed=1)
+    fitted = fit_temperature(logits * 0.5, target, fit_bias=True)
+    assert fitted.temperature == pytest.approx(0.5, rel=0.1)
+    assert fitted.no_change_bias == pytest.approx(1.5, abs=0.15)
+
+
+def test_fit_temperature_needs_both_classes():
+    logits, _ = sampled_logits(n=100)
+    with pytest.raises(InputError):
+        fit_temperature(logits, np.ones(100, bool))
+
+
+def test_bias_shift_moves_the_threshold_exactly():
+    logits, _ = sampled_logits(n=1000, classes=4)
+    shifted = Calibration(2.0).shifted(0.9, 0.5)
+    base = change_probability(logits, Calibration(2.0))
+    moved = change_probability(logits, shifted)
+    # a pixel at 0.9 before sits at 0.5 after; the order of pixels is kept
+    odds = np.log(base) - np.log1p(-base)
+    assert np.allclose(moved, 1.0 / (1.0 + np.exp(-(odds - np.log(9.0)))))
+    assert (np.argsort(moved) == np.argsort(base)).all()
+
+
+@pytest.mark.parametrize("head,classes", [("fcn", 4), ("deeplabv3", 2)])
+def test_folding_into_the_model_gives_the_calibrated_logits(head, classes):
+    torch.manual_seed(0)
+    model = build_model(fpn_channels=16, head=head, num_classes=classes).eval()
+    generator = torch.Generator().manual_seed(3)
+    reference, comparison = (torch.randn(1, 3, 70, 90, generator=generator) for _ in range(2))
+    calibration = Calibration(temperature=2.5, no_change_bias=0.7)
+    with torch.no_grad():
+        expected = apply_to_logits(model(reference, comparison), calibration)
+        fold_into_model(model, calibration)
+        folded = model(reference, comparison)
+    assert torch.allclose(folded, expected, atol=1e-5, rtol=1e-5)
+    assert torch.allclose(folded.softmax(1), expected.softmax(1), atol=1e-6)
+
+
+def test_best_f1_threshold_of_a_constructed_case():
+    # 10 changed pixels at 0.62; 10 unchanged at 0.40 and 2 at 0.70:
+    # t <= 0.40: F1 20/32; 0.40 < t <= 0.62: F1 20/22; t > 0.62: F1 0
+    prob = np.array([0.62] * 10 + [0.40] * 10 + [0.70] * 2)
+    target = np.array([True] * 10 + [False] * 12)
+    threshold, f1 = best_f1_threshold(prob, target)
+    assert f1 == pytest.approx(20 / 22)
+    assert threshold == 0.5  # the tie nearest 0.5 within [0.41, 0.62]
+    threshold, _ = best_f1_threshold(prob, target, prefer=0.0)
+    assert threshold == 0.41
+    threshold, f1 = best_f1_threshold(prob, target, thresholds=[0.3, 0.65])
+    assert (threshold, f1) == (0.3, pytest.approx(20 / 32))
+
+
+def test_calibrate_puts_an_overconfident_models_threshold_in_range():
+    # a model trained with a heavy change weight: logits scaled ×4 and pushed towards change
+    logits, target = sampled_logits(classes=2, bias=2.0, seed=2)
+    raw = logits * 4.0
+    raw[:, 1] -= 4.0  # calibrated odds d - 2 read as 4 (d - 2) + 4: best threshold near 0.9
+    calibration, report = calibrate(raw, target)
+    assert report["before"]["best_f1_threshold"] > 0.8
+    assert 0.3 <= report["after"]["best_f1_threshold"] <= 0.7
+    assert report["after"]["ece"] < report["before"]["ece"] / 3
+    assert report["after"]["f1"] == pytest.approx(report["before"]["f1"], abs=0.01)
+    assert calibration.temperature == pytest.approx(4.0, rel=0.1)
+
+
+def test_calibrate_shifts_the_bias_when_the_fit_leaves_the_threshold_outside_the_range():
+    logits, target = sampled_logits(classes=2, bias=2.0, seed=2)  # rare change, low best threshold
+    calibration, report = calibrate(logits, target, threshold_range=(0.45, 0.7), margin=0.02)
+    assert report["fit"]["best_f1_threshold"] < 0.45
+    assert report["shifted"]
+    assert 0.46 <= report["after"]["best_f1_threshold"] <= 0.48  # the nearer end, 0.02 inside
+    assert calibration.no_change_bias < report["fit"]["no_change_bias"]
+
+
+def test_pixel_sampler_is_seeded_uniform_and_bounded():
+    rng = np.random.default_rng(0)
+    masks = [rng.integers(0, 2, size=(50, 60)).astype(np.uint8) for _ in range(6)]
+    masks[0][:5] = 255  # ignored
+    masks[1][:, :3] = 254  # untyped change
+    logits = [rng.normal(size=(4, 50, 60)).astype(np.float32) for _ in range(6)]
+    samplers = [PixelSampler(max_pixels=4000, seed=5) for _ in range(2)]
+    for sampler in samplers:
+        for z, m in zip(logits, masks):
+            sampler.add(z, m)
+    first, second = samplers
+    assert len(first) <= 4000 + 100 and len(first) > 3000
+    assert first.seen == 6 * 3000 - 5 * 60
+    assert np.array_equal(first.logits, second.logits) and np.array_equal(first.targets, second.targets)
+    # each pair contributes in proportion to its pixels (uniform over pixels, not over pairs)
+    everything = PixelSampler(max_pixels=10**6)
+    for z, m in zip(logits, masks):
+        everything.add(z, m)
+    assert abs(first.targets.mean() - everything.targets.mean()) < 0.03
+    valid, changed = change_target(np.array([0, 1, 3, 254, 255]))
+    assert valid.tolist() == [True, True, True, True, False]
+    assert changed.tolist() == [False, True, True, True, False]
+
+
+def test_keep_threshold_maps_the_models_threshold_and_keeps_its_decisions():
+    logits, target = sampled_logits(classes=2, bias=1.0, seed=4)
+    raw = logits * 3.0 + np.array([0.0, 3.0])  # overconfident towards change
+    kept = 0.95  # e.g. chosen for another protocol
+    calibration, report = calibrate(raw, target, keep_threshold=kept)
+    assert 0.3 <= report["threshold"] <= 0.7
+    assert report["threshold"] == pytest.approx(map_threshold(kept, calibration), abs=1e-6)
+    before = change_probability(raw) >= kept
+    after = change_probability(raw, calibration) >= report["threshold"]
+    assert (before != after).mean() < 1e-4  # the same pixels, up to the stored rounding
+
+
+def write_folder_pairs(root: Path, count: int = 3, size: int = 64) -> None:
+    """A folder data set (A/, B/, label/) of seeded pairs, each with one changed square."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    for sub in ("A", "B", "label"):
+        (root / sub).mkdir(parents=True)
+    for i in range(count):
+        reference = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        comparison = reference.copy()
+        label = np.zeros((size, size), np.uint8)
+        y, x = rng.integers(0, size - 24, size=2)
+        comparison[y:y + 24, x:x + 24] = 255 - comparison[y:y + 24, x:x + 24]
+        label[y:y + 24, x:x + 24] = 255
+        for sub, image in (("A", reference), ("B", comparison), ("label", label)):
+            cv2.imwrite(str(root / sub / f"pair{i}.png"), image)
+
+
+def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.checkpoints import CheckpointConfig
+    from tests.inference.conftest import trained_tiny_model
+
+    model = trained_tiny_model(steps=8)
+    source = ChangeDetector.from_model(model, CheckpointConfig(model=model.config.to_dict(), threshold=0.9),
+                                       precision="fp32").save_pretrained(tmp_path / "model")
+    write_folder_pairs(tmp_path / "pairs")
+    out = tmp_path / "calibrated"
+    monkeypatch.setattr(sys, "argv", ["calibrate_model.py", str(source), f"folder:{tmp_path / 'pairs'}",
+                                      "--out", str(out), "--max-pixels", "5000"])
+    runpy.run_path(str(TOOL), run_name="__main__")
+    assert "wrote" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    calibration = config["metadata"]["calibration"]
+    assert 0.3 <= config["threshold"] <= 0.7
+    assert calibration["pairs"] == 3 and calibration["pixels"] <= 5000 + 64 * 64
+    assert calibration["previous_threshold"] == 0.9
+    # the written network's logits are the calibrated logits of the original one
+    reference, comparison = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    written = ChangeDetector.from_pretrained(out, precision="fp32").model
+    fitted = Calibration(calibration["temperature"], calibration["no_change_bias"])
+    with torch.no_grad():
+        assert torch.allclose(written(reference, comparison),
+                              apply_to_logits(model(reference, comparison), fitted), atol=1e-5)
