@@ -2,8 +2,8 @@
 # Validation numbers of the three shipped models (docs/models.md, docs/benchmarks.md).
 # Every score is on pairs the scored model never trained on: each model's own validation split
 # (`--names model-val`), another model's (`--names model-val:MODEL`), generated synthetic pairs
-# 0-63 of the training seed (the `default` recipe's synthetic validation pairs), or TSUNAMI
-# (never trained on).
+# 0-47 of the training seed (the `default` recipe's synthetic validation pairs), whole SBI2015
+# scenes `default` holds out, or TSUNAMI (never trained on).
 #   bash bench/validate_models.sh [DATA_DIR [MODEL...]]   (default $CHANGESEG_DATA or ../shared/data;
 #                                                          models: pcb aerial default, all by default)
 # Reports land in runs/eval/<model>-<set>/ (metrics.json, metrics.md, per_image.csv, plots).
@@ -49,14 +49,29 @@ validate_aerial() { # its held-out OSCD cities, AirChange pairs, LEVIR-CD and DS
   done
 }
 
-# default: its synthetic validation pairs (typed labels: per-type IoU), its own held-out EGY
-# crop, and zero-shot on the pcb and aerial validation splits and on TSUNAMI
+# default: its copy-paste synthetic validation pairs (typed labels: per-type IoU), the blob
+# pairs of scikit-image's photos, its held-out SBI2015 scenes (against frame differencing on
+# the same pairs), its own held-out EGY crops, and zero-shot on the pcb and aerial validation
+# splits and on TSUNAMI
+synth_once() { # FOLDER synth-arguments...
+  local folder=$1
+  shift
+  [ -f "$folder/meta.json" ] || $BIN/changeseg synth "$folder" -q "$@" >/dev/null
+}
 validate_default() {
-if [ ! -f "$OUT/synval/meta.json" ]; then
-  $BIN/changeseg synth "$OUT/synval" --count 64 --size 256 --seed 42 >/dev/null
-fi
-evaluate default synthetic "folder:$OUT/synval" --data-option label_dir=label_typed \
-  --data-option "class_names=[unchanged, appear, disappear, exchange]"
+synth_once "$OUT/synval-street" -n 48 --size 256 --seed 43 \
+  -p "$DATA/photos/camvid" -p "$DATA/objects/coco128/images" \
+  -O "$DATA/objects/coco128" -O "$DATA/objects/tuxpaint" -O "$DATA/photos/camvid"
+synth_once "$OUT/synval-skimage" -n 48 --size 256 --seed 43 \
+  -O "$DATA/objects/coco128" -O "$DATA/objects/tuxpaint"
+typed=(--data-option label_dir=label_typed --data-option "class_names=[unchanged, appear, disappear, exchange]")
+evaluate default synthetic-street "folder:$OUT/synval-street" "${typed[@]}"
+evaluate default synthetic-skimage "folder:$OUT/synval-skimage" "${typed[@]}"
+evaluate default sbi2015-heldout "sbi2015:$DATA/surveillance/sbi2015" \
+  --data-option "scenes=[CaVignal, HallAndMonitor]" --data-option pairs_per_scene=16
+echo "== frame differencing on the same SBI2015 pairs"
+$BIN/python bench/frame_difference.py "$DATA/surveillance/sbi2015" --scenes CaVignal,HallAndMonitor \
+  --pairs-per-scene 16 | grep -E "^(scene|all)"
 for set in oscd airchange; do
   evaluate default "$set-aerialval" "$set:$DATA/$set" --names model-val:aerial
 done

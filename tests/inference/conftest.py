@@ -27,15 +27,22 @@ def trained_tiny_model(steps: int = 40):
     An untrained network's logits hover around its decision boundary, which makes mask
     comparisons (bf16 vs fp32, ONNX vs torch) meaningless; a few steps fix that.
     """
-    torch.manual_seed(11)
-    generator = torch.Generator().manual_seed(5)
-    model = build_model(fpn_channels=16)
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(steps):
-        reference, comparison, mask = patch_pairs(generator)
-        loss = torch.nn.functional.cross_entropy(model(reference, comparison), mask)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    # one thread: float reductions (and so the trained weights) do not depend on the machine's
+    # core count, so every machine tests the same model
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(11)
+        generator = torch.Generator().manual_seed(5)
+        model = build_model(fpn_channels=16)
+        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+        model.train()
+        for _ in range(steps):
+            reference, comparison, mask = patch_pairs(generator)
+            loss = torch.nn.functional.cross_entropy(model(reference, comparison), mask)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()

