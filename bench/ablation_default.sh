@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Ablation of the `default` recipe's synthetic changes: real object cut-outs (copy-paste) against
 # random-shaped blobs, everything else equal. Both arms start from link 1 of the default chain
-# (runs/chain/default-1, see tools/chain_default.sh), train for the same steps on the same data
-# mix (configs/default.yaml), and differ only in `p_real_object` / `p_inpaint` of the synthetic
-# sources (0 = blobs only). Each arm is scored on pairs none of them trained on: the recipe's
+# (runs/chain/default-1, see tools/chain_default.sh; its shared a/d conv split into two, as in
+# link 3), train for the same steps on the same data mix (configs/default.yaml), and differ
+# only in `p_real_object` / `p_inpaint` of the synthetic sources (0 = blobs only). Each arm is scored on pairs none of them trained on: the recipe's
 # copy-paste synthetic validation pairs (typed), its held-out SBI2015 scenes, and TSUNAMI.
 #   bash bench/ablation_default.sh [STEPS_EPOCHS]       (default 2 epochs ≈ 270 steps per arm)
 # Reports: runs/ablation/<arm>-<set>/metrics.json; a summary table on stdout.
@@ -16,7 +16,8 @@ BIN=.venv/bin
 OUT=runs/ablation
 mkdir -p "$OUT"
 [ -f runs/chain/default-1/model.safetensors ] || bash tools/chain_default.sh
-COMMON=(trainer.max_epochs="$EPOCHS" trainer.val_every_n_epochs=1000 optim.warmup_steps=20)
+COMMON=(model.init_from=runs/chain/default-1 trainer.max_epochs="$EPOCHS"
+        trainer.val_every_n_epochs=1000 optim.warmup_steps=20)
 BLOBS=(data.train.0.options.p_real_object=0 data.train.0.options.p_inpaint=0
        data.train.1.options.p_real_object=0)
 [ -d "$OUT/copy-paste/last" ] || [ -d "$OUT/copy-paste/best" ] || \

@@ -103,3 +103,39 @@ def test_branch_spec_is_canonicalised():
     assert parse_branches("eadi") == "iade"
     with pytest.raises(ConfigError, match="fusion"):
         MergeTemporal(4, "iade", fusion="mean")
+
+
+def test_which_merges_are_swap_symmetric() -> None:
+    from changeseg.models.merge import is_swap_symmetric
+
+    assert is_swap_symmetric("iade", "sum", share_ad=True)  # the paper's default: no a/d tell
+    assert not is_swap_symmetric("iade", "sum", share_ad=False)
+    assert not is_swap_symmetric("iade", "concat", share_ad=True)
+    assert not is_swap_symmetric("id", "sum", share_ad=True)  # a one-sided branch breaks it
+    assert is_swap_symmetric("ie", "sum", share_ad=True)
+
+
+def test_separate_ad_convs_tell_appear_from_disappear() -> None:
+    torch.manual_seed(0)
+    shared = MergeTemporal(4, "iade", share_ad=True)
+    split = MergeTemporal(4, "iade", share_ad=False)
+    f0, f1 = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6)
+    assert torch.allclose(shared(f0, f1), shared(f1, f0), atol=1e-5)
+    assert not torch.allclose(split(f0, f1), split(f1, f0), atol=1e-3)
+
+
+def test_split_shared_ad_starts_from_the_same_function() -> None:
+    from changeseg.models.merge import split_shared_ad
+
+    torch.manual_seed(1)
+    shared = MergeTemporal(4, "iade", share_ad=True)
+    split = MergeTemporal(4, "iade", share_ad=False)
+    state = {f"merge.0.{k}": v for k, v in shared.state_dict().items()}
+    adapted = split_shared_ad(state, [f"merge.0.{k}" for k in split.state_dict()])
+    assert "merge.0.convs.ad.weight" not in adapted
+    split.load_state_dict({k[len("merge.0."):]: v for k, v in adapted.items()})
+    f0, f1 = torch.randn(2, 4, 5, 5), torch.randn(2, 4, 5, 5)
+    assert torch.allclose(split(f0, f1), shared(f0, f1), atol=1e-6)
+    # a model that keeps the shared conv is left alone
+    same = split_shared_ad(state, state.keys())
+    assert same.keys() == state.keys()

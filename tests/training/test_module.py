@@ -117,6 +117,15 @@ def test_initial_weights_from_a_model_folder(tmp_path: Path) -> None:
     assert typed.init_report["skipped"] and all("head" in n for n in typed.init_report["skipped"])
     loaded, skipped = load_matching_weights(nn.Linear(2, 2), {"weight": torch.ones(2, 2)})
     assert loaded == ["weight"] and skipped == []
+    # separate a/d convs start as copies of the shared one
+    split = ChangeSegTask(model={**TINY, "share_ad": False}, init_from=str(folder))
+    shared_state = source.model.state_dict()
+    for name, tensor in split.model.state_dict().items():
+        if ".convs.a." in name or ".convs.d." in name:
+            for letter in "ad":
+                name = name.replace(f".convs.{letter}.", ".convs.ad.")
+            assert torch.equal(tensor, shared_state[name])
+    assert not split.init_report["skipped"]
 
 
 def test_checkpoint_carries_rng_states_and_metrics() -> None:

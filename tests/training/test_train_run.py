@@ -160,3 +160,13 @@ def test_shipped_recipe_runs_on_real_data(name: str, tmp_path: Path, monkeypatch
     config = read_config(best)
     assert config.metadata["training"]["recipe_name"] == name
     assert config.metadata["training"]["global_step"] <= 2
+
+
+def test_typed_labels_refuse_a_swap_symmetric_network(tmp_path: Path) -> None:
+    from changeseg.errors import ConfigError
+
+    recipe = tiny_recipe(tmp_path / "run", "synthetic", "data.labels=typed", "model.num_classes=4",
+                         "model.share_ad=true")
+    with pytest.raises(ConfigError, match="cannot|appear from disappear"):
+        train(recipe)
+    assert not (tmp_path / "run").exists()  # refused before any work

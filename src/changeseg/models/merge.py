@@ -9,9 +9,19 @@ difference features through up to four branches (DESIGN.md §1):
 - ``e`` exchange:  conv_e(max(f0,f1) − min(f0,f1)) = conv_e(|f0 − f1|)
 
 fused by sum (default), concatenation + 1×1 conv, or a learned linear combination, then ReLU.
+
+**Shared a/d conv and sum fusion are swap-symmetric.** With one conv for `a` and `d`
+(`share_ad`, the paper's default) the two branches sum to conv_ad(ReLU(x)) + conv_ad(ReLU(−x))
+= W·|x| + 2b, which is unchanged when f0 and f1 are exchanged; `i` and `e` are symmetric too.
+Such a network gives the same output for (A, B) and (B, A): right for change / no change,
+but it cannot tell an appearance from a disappearance. A typed model (appear / disappear
+classes) needs separate convs (`share_ad=False`) or a non-sum fusion; `split_shared_ad`
+starts one from a shared-conv checkpoint.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +30,34 @@ from changeseg.errors import ConfigError
 
 BRANCH_LETTERS = "iade"
 FUSIONS = ("sum", "concat", "linear")
+
+
+def is_swap_symmetric(branches: str, fusion: str, share_ad: bool) -> bool:
+    """Whether an MTF gives the same output for (f0, f1) and (f1, f0) (see the module doc)."""
+    letters = parse_branches(branches)
+    has_both = "a" in letters and "d" in letters
+    one_sided = ("a" in letters) != ("d" in letters)
+    return fusion == "sum" and not one_sided and (share_ad or not has_both)
+
+
+def split_shared_ad(state: dict[str, Tensor], target_keys: Iterable[str]) -> dict[str, Tensor]:
+    """A state dict with each shared a/d conv (`….convs.ad.*`) copied into separate `….convs.a.*`
+    and `….convs.d.*` tensors where the target model has those instead.
+
+    The split network starts out computing exactly what the shared one did; training then
+    lets the two convs differ, which is what tells appear from disappear.
+    """
+    targets = set(target_keys)
+    out = dict(state)
+    for name, tensor in state.items():
+        if ".convs.ad." not in name or name in targets:
+            continue
+        for letter in "ad":
+            split = name.replace(".convs.ad.", f".convs.{letter}.")
+            if split in targets:
+                out[split] = tensor.clone()
+        out.pop(name)
+    return out
 
 
 def parse_branches(spec: str) -> str:

@@ -36,6 +36,7 @@ from torchmetrics.classification import (
 from changeseg.errors import CheckpointError, ConfigError
 from changeseg.io.checkpoints import load_checkpoint
 from changeseg.models import ChangeSegModel, ModelConfig
+from changeseg.models.merge import split_shared_ad
 from changeseg.training.losses import IGNORE_INDEX, UNTYPED_CHANGE, ChangeLoss, LossConfig
 
 RNG_KEY = "changeseg_rng"
@@ -80,9 +81,11 @@ def load_matching_weights(model: nn.Module, state: dict[str, Tensor]) -> tuple[l
     """Copy every tensor of `state` whose name and shape match into `model`.
 
     Returns (loaded names, skipped names): a head trained for another number of classes is
-    skipped and stays freshly initialised. Raises CheckpointError when nothing matches.
+    skipped and stays freshly initialised; a shared a/d conv fills both convs of a model with
+    separate ones (`split_shared_ad`). Raises CheckpointError when nothing matches.
     """
     own = model.state_dict()
+    state = split_shared_ad(state, own.keys())  # a shared a/d conv starts both separate ones
     loaded, skipped = [], []
     for name, tensor in state.items():
         if name in own and own[name].shape == tensor.shape:

@@ -47,6 +47,7 @@ from changeseg import __version__
 from changeseg.errors import CheckpointError, ConfigError
 from changeseg.io.checkpoints import CheckpointConfig, read_config, save_checkpoint
 from changeseg.io.images import atomic_write, write_json
+from changeseg.models.merge import is_swap_symmetric
 from changeseg.training.datamodule import ChangeDataModule
 from changeseg.training.losses import resolve_class_weights
 from changeseg.training.module import INFO_KEY, ChangeSegTask
@@ -209,6 +210,12 @@ def train(recipe: Recipe, *, resume: bool | str = False, callbacks: Sequence[Cal
     ckpt_path = _check_run_dir(run_dir, resume)
     pl.seed_everything(recipe.seed, workers=True, verbose=False)
     model_config = resolve_model_config(recipe)
+    if recipe.data.labels == "typed" and is_swap_symmetric(
+            model_config["branches"], model_config["fusion"], model_config["share_ad"]):
+        raise ConfigError("typed labels need a network that can tell appear from disappear, but "
+                          f"branches {model_config['branches']!r} with a shared a/d conv and sum "
+                          "fusion give the same output for (A, B) and (B, A): set "
+                          "model.share_ad=false (a shared-conv init_from fills both convs)")
     data = ChangeDataModule(recipe.data, seed=recipe.seed, in_channels=model_config["in_channels"],
                             num_classes=model_config["num_classes"])
     data.setup("fit")
