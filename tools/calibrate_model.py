@@ -50,7 +50,7 @@ from changeseg.inference.predictor import ChangeDetector
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions, predict_proba_auto
 from changeseg.io.images import to_float, write_json
 
-# no library equivalent of `evaluate --names` / `--data-option` parsing; reused from the CLI
+# the same `--names` / `--data-option` handling as `changeseg evaluate`
 from changeseg.evaluation.selection import parse_options, read_names  # isort: skip
 
 

@@ -50,11 +50,13 @@ def test_default_is_typed_and_finds_the_example_changes():
     assert scores["iou"] > 0.6, scores  # 0.80 when packaged; untrained or broken: near 0
     typed_truth = read_mask(folder / "truth_typed.png")
     assert result.class_map is not None
-    exchanged = (typed_truth == 3) & result.mask
-    # the exchanged object is typed as such (100 % of its detected pixels when packaged);
-    # appear vs disappear is the model's weak point (docs/models.md)
-    assert (result.class_map[exchanged] == 3).mean() > 0.8
-    assert {r.label for r in result.regions} <= {"appear", "disappear", "exchange"}
+    # each of the three objects is typed right: 100 % of each one's detected pixels when
+    # packaged (a swap-symmetric network could not tell appear from disappear here)
+    for code in (1, 2, 3):
+        detected = (typed_truth == code) & result.mask
+        assert detected.sum() > 0.5 * (typed_truth == code).sum(), code
+        assert (result.class_map[detected] == code).mean() > 0.8, code
+    assert sorted(r.label for r in result.regions) == ["appear", "disappear", "exchange"]
 
 
 def test_pcb_finds_the_drawn_defects_without_false_alarms():
