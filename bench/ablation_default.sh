@@ -36,17 +36,19 @@ score() { # ARM MODEL SET SPEC [options...]
   shift 4
   $BIN/changeseg evaluate -m "$model" -d "$spec" -o "$OUT/$arm-$set" --worst 0 "$@" >/dev/null
 }
-# arms: link 1, the two ablation arms, and (when present) the chain's links 2 and 3 and the
+# arms: link 1, the two ablation arms, and (when present) the chain's links 2-4 and the
 # shipped model (calibrated), also with test-time augmentation
 ARMS=(link1 blobs copy-paste)
 [ -d runs/default-link2/best ] && ARMS+=(link2)
-[ -d runs/default/best ] && ARMS+=(link3)
+[ -d runs/default-link3/best ] && ARMS+=(link3)
+[ -d runs/default/best ] && ARMS+=(link4)
 ARMS+=(shipped shipped-tta)
 model_of() {
   case $1 in
     link1) echo runs/chain/default-1 ;;
     link2) echo runs/default-link2/best ;;
-    link3) echo runs/default/best ;;
+    link3) echo runs/default-link3/best ;;
+    link4) echo runs/default/best ;;
     shipped|shipped-tta) echo default ;;
     *) if [ -d "$OUT/$1/best" ]; then echo "$OUT/$1/best"; else echo "$OUT/$1/last"; fi ;;
   esac
