@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from changeseg.cli.main import run_command
-from changeseg.evaluation.selection import (  # noqa: F401  (re-exported for existing callers)
+from changeseg.evaluation.selection import (
     parse_options,
     probability_function,
     read_names,

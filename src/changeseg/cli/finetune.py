@@ -79,7 +79,8 @@ def choose_threshold(model_dir: Path, sources: list[dict[str, Any]]) -> dict[str
     """
     import itertools
 
-    from changeseg.cli.evaluate import probability_function, validation_pairs
+    from changeseg.cli.evaluate import validation_pairs
+    from changeseg.evaluation.selection import probability_function
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.io.images import write_json
     from changeseg.training.report import evaluate

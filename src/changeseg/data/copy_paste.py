@@ -8,12 +8,10 @@ generator stays reproducible.
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 
-__all__ = ["match_colour", "remove_object", "resize_cutout", "shadow_of"]
+__all__ = ["match_colour", "perspective_scale", "remove_object", "resize_cutout", "shadow_of"]
 
 
 def resize_cutout(rgb: np.ndarray, alpha: np.ndarray, height: int, width: int
@@ -83,8 +81,3 @@ def perspective_scale(row: float, rows: int, horizon: float) -> float:
     """
     horizon_row = horizon * rows
     return max(0.15, (row - horizon_row) / max(1.0, rows - horizon_row))
-
-
-def jittered(value: float, spread: float, rng_value: float) -> float:
-    """`value` times exp(spread · (2·rng_value − 1)): a multiplicative jitter from one uniform."""
-    return value * math.exp(spread * (2.0 * rng_value - 1.0))

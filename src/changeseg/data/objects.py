@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from changeseg.errors import InputError
-from changeseg.io.images import read_image, read_mask, to_uint8_rgb
+from changeseg.io.images import header_size, read_image, read_mask, to_uint8_rgb
 
 __all__ = [
     "ANNOTATION_FOLDER_NAMES",
@@ -145,7 +145,7 @@ class ObjectBank:
 
     def describe(self) -> dict[str, Any]:
         """Folders and object counts (for a generator's settings)."""
-        return {"folders": {k: v for k, v in self.counts.items()}, "count": len(self.entries)}
+        return {"folders": dict(self.counts), "count": len(self.entries)}
 
     def get(self, number: int) -> Cutout:
         """Cut-out `number` (RGB patch and soft alpha cropped to the object)."""
@@ -303,7 +303,7 @@ def _index_yolo(images_dir: Path) -> list[_Entry]:
         label_file = next((r / relative for r in label_roots if (r / relative).is_file()), None)
         if label_file is None:
             continue
-        size = _image_size(image)
+        size = header_size(image)
         if size is None:
             continue
         width, height = size
@@ -340,16 +340,6 @@ def _yolo_class_names(folder: Path) -> dict[int, str]:
             except (yaml.YAMLError, ValueError, AttributeError):
                 return {}
     return {}
-
-
-def _image_size(path: Path) -> tuple[int, int] | None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except OSError:
-        return None
 
 
 def _index_class_maps(annot: Path) -> list[_Entry]:

@@ -173,6 +173,16 @@ def write_json(path: str | os.PathLike, payload: Any) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def header_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """An image file's (width, height) read from its header (no decoding), or None when the
+    file is not a readable image."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # PIL raises many types for non-images; all mean "unreadable"
+        return None
+
+
 def read_mask(source: ImageLike, name: str = "mask") -> np.ndarray:
     """Load a label image as an H×W uint8 array (first channel if it has several)."""
     array = read_image(source, name)

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from changeseg.data.pairs import (
     BINARY_CLASSES,
@@ -38,7 +37,7 @@ from changeseg.data.pairs import (
     natural_key,
 )
 from changeseg.errors import InputError
-from changeseg.io.images import read_image, read_mask
+from changeseg.io.images import header_size, read_image, read_mask
 
 FOREGROUND = 255
 """Mask value of a foreground (moving or left) object."""
@@ -190,7 +189,7 @@ class SBI2015Dataset(PairDataset):
             if number not in masks:
                 self.skipped[key] = "no mask"
                 continue
-            image_size, mask_size = _size(image), _size(masks[number])
+            image_size, mask_size = header_size(image), header_size(masks[number])
             if image_size is None or mask_size is None:
                 self.skipped[key] = "unreadable frame or mask"
             elif image_size != mask_size:
@@ -225,11 +224,3 @@ def _numbered(files: dict[str, Path], pattern: re.Pattern[str]) -> dict[str, Pat
             found[str(int(match.group(1)))] = path
     return found
 
-
-def _size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from the file header, or None when it is not a readable image."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # PIL raises many types for non-images; all mean "unreadable"
-        return None
