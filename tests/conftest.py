@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,26 @@ def require_real_data(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_export_cache(request, tmp_path_factory) -> Iterator[Path]:
+    """Point the export cache ($CHANGESEG_CACHE) away from the user's ~/.cache for the whole session.
+
+    `--backend auto` (the default) and the ONNX backends export a model into that cache once;
+    tests share one folder in pytest's cache (`.pytest_cache`), so later runs reuse the exports
+    (entries are keyed by the weights and the changeseg version). Tests about the cache itself
+    point it at their own folders.
+    """
+    cache = getattr(request.config, "cache", None)
+    folder = cache.mkdir("changeseg-export-cache") if cache is not None else tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("CHANGESEG_CACHE")
+    os.environ["CHANGESEG_CACHE"] = str(folder)
+    yield Path(folder)
+    if previous is None:
+        os.environ.pop("CHANGESEG_CACHE", None)
+    else:
+        os.environ["CHANGESEG_CACHE"] = previous
+
+
 @pytest.fixture
 def data_root() -> Path:
     """The real data folder, checked to exist (see `require_real_data`)."""
@@ -40,13 +61,19 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory):
-    """A checkpoint folder holding `trained_tiny_model()` (normalisation: identity on [0,1] × 4)."""
+def tiny_checkpoint(tmp_path_factory, request):
+    """A checkpoint folder holding `trained_tiny_model()` (normalisation: identity on [0,1] × 4).
+
+    The trained weights are cached in pytest's cache folder (`.pytest_cache`), keyed by a hash
+    of the training code, the network's code, torch and the machine (`cached_tiny_model`), so
+    only the first run trains; with `-p no:cacheprovider` every run trains.
+    """
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.io.checkpoints import CheckpointConfig
-    from tests.inference.conftest import trained_tiny_model
+    from tests.inference.conftest import cached_tiny_model
 
-    model = trained_tiny_model()
+    cache = getattr(request.config, "cache", None)
+    model = cached_tiny_model(cache.mkdir("changeseg-tiny-model") if cache is not None else None)
     config = CheckpointConfig(model=model.config.to_dict(), mean=[0.5] * 3, std=[0.25] * 3)
     folder = tmp_path_factory.mktemp("models") / "tiny"
     ChangeDetector.from_model(model, config, precision="fp32").save_pretrained(folder)

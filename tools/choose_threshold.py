@@ -13,7 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from changeseg.cli.finetune import choose_threshold
+from changeseg.evaluation.threshold import choose_threshold
+from changeseg.inference.predictor import ChangeDetector
 
 
 def main() -> None:
@@ -22,7 +23,8 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a training run folder (holding summary.json and best/)")
     args = parser.parse_args()
     summary = json.loads((args.run / "summary.json").read_text(encoding="utf-8"))
-    chosen = choose_threshold(args.run / "best", summary["split"]["sources"])
+    detector = ChangeDetector.from_pretrained(args.run / "best", precision="fp32")
+    chosen = choose_threshold(detector, args.run / "best", summary["split"]["sources"])
     if chosen is None:
         raise SystemExit(f"{args.run}: no non-synthetic validation pairs to choose a threshold on")
     print(f"{args.run / 'best'}: threshold {chosen['threshold']:.2f} "

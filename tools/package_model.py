@@ -39,6 +39,9 @@ def main() -> None:
                         help="decision threshold chosen on the validation split")
     parser.add_argument("--min-area", type=int, default=None,
                         help="default minimum region area (pixels) chosen on the validation split")
+    parser.add_argument("--input-scaling", default=None,
+                        help="how the model scales non-8-bit input (changeseg.io.scaling spec, e.g. "
+                             "percentile:0,99.9 for models trained on OSCD's PNG renderings)")
     args = parser.parse_args()
 
     detector = ChangeDetector.from_pretrained(args.run_model, precision="fp32")
@@ -46,6 +49,10 @@ def main() -> None:
         detector.config.threshold = args.threshold
     if args.min_area is not None:
         detector.config.metadata["min_area"] = args.min_area
+    if args.input_scaling is not None:
+        from changeseg.io.scaling import parse_scaling
+
+        detector.config.metadata["input_scaling"] = parse_scaling(args.input_scaling).spec()
     detector.config.metadata["packaged_from"] = str(args.run_model)
     with tempfile.TemporaryDirectory() as tmp:
         staged = detector.save_pretrained(Path(tmp) / args.name, storage_dtype="float16")

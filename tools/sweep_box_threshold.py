@@ -17,9 +17,9 @@ import numpy as np
 
 from changeseg.data.datasets import open_dataset
 from changeseg.data.pairs import PairSubset
+from changeseg.evaluation.metrics import BoxMetric, GlobalMetric
 from changeseg.evaluation.selection import probability_function, read_names
 from changeseg.inference.predictor import ChangeDetector
-from changeseg.training.metrics import BoxMetric, GlobalMetric
 
 DEFAULT_THRESHOLDS = ",".join(f"{t:g}" for t in (*np.arange(0.5, 0.951, 0.05).round(2),
                                                   0.96, 0.97, 0.98, 0.99, 0.995, 0.998))

@@ -25,3 +25,11 @@ class WeightsNotFoundError(ChangesegError):
 
 class ConfigError(ChangesegError):
     """A model or training configuration that names unknown or inconsistent options."""
+
+
+class PixelLimitError(InputError):
+    """An image whose header declares more pixels than the caller allows (refused before decoding)."""
+
+
+class OutputError(ChangesegError):
+    """An output path that cannot be written (a file where a folder is needed, no permission, disk full)."""

@@ -73,7 +73,8 @@ def test_typed_model_is_scored_as_change_on_binary_labels_and_per_type_on_typed(
 
 
 def test_model_val_takes_the_held_out_pairs_of_this_data_set(tmp_path, capsys):
-    from changeseg.inference.predictor import ChangeDetector, packaged_models
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.checkpoints import packaged_models
 
     root = require_real_data("levir_samples")
     metadata = ChangeDetector.from_pretrained("default").config.metadata
@@ -99,3 +100,28 @@ def test_model_val_takes_the_held_out_pairs_of_this_data_set(tmp_path, capsys):
     assert evaluate.main(["-m", "default", "-d", f"pcd:{tsunami}", "--names", "model-val",
                           "-o", str(tmp_path / "x")]) == 1
     assert "was not trained on pcd:" in capsys.readouterr().err
+
+
+def test_pairs_the_model_trained_on_are_named_on_the_terminal_and_in_the_report(tmp_path, capsys):
+    from changeseg.data.datasets import open_dataset
+    from changeseg.inference.predictor import ChangeDetector
+
+    root = require_real_data("levir_samples")
+    metadata = ChangeDetector.from_pretrained("default").config.metadata
+    (levir,) = [s for s in metadata["training"]["data"]["sources"] if "levir_samples" in s["spec"]]
+    first = open_dataset(f"folder:{root}").names[:3]
+    trained = [n for n in first if n not in levir["val_names"]]  # default predates train_names
+    assert trained  # the first pairs include training pairs of `default`
+    out = tmp_path / "seen"
+    assert evaluate.main(["-m", "default", "-d", f"folder:{root}", "--limit", "3", "-o", str(out),
+                          "--worst", "0", "--protocols", "global"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: the model TRAINED ON {len(trained)} of the 3 evaluated pairs" in err
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["training_overlap"]["trained_on"] == trained
+    assert report["training_overlap"]["derived"] == [levir["spec"]]
+    assert "## Training overlap" in (out / "metrics.md").read_text()
+    # its held-out pairs: no warning
+    assert evaluate.main(["-m", "default", "-d", f"folder:{root}", "--names", "model-val",
+                          "-o", str(tmp_path / "held-out"), "--worst", "0", "--protocols", "global"]) == 0
+    assert "TRAINED ON" not in capsys.readouterr().err

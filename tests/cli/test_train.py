@@ -104,10 +104,9 @@ def test_train_then_finetune(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert choice["pairs"] == 2 and choice["previous"] == config.threshold
     printed = [line for line in capsys.readouterr().out.splitlines() if "decision threshold" in line]
     assert printed and f"{tuned_config.threshold:.2f}" in printed[0]
-    from changeseg.cli.evaluate import validation_pairs
-    from changeseg.evaluation.selection import probability_function
+    from changeseg.evaluation.runner import evaluate
+    from changeseg.evaluation.selection import probability_function, validation_pairs
     from changeseg.inference.predictor import ChangeDetector
-    from changeseg.training.report import evaluate
 
     summary = json.loads((tuned / "summary.json").read_text())
     (val_part,) = validation_pairs(summary["split"]["sources"])

@@ -11,8 +11,10 @@ from PIL import Image
 
 from changeseg.data.copy_paste import match_colour, remove_object, shadow_of
 from changeseg.data.objects import ObjectBank, scene_layout
-from changeseg.data.synthetic import APPEAR, DISAPPEAR, EXCHANGE, SyntheticPairGenerator, find_photos
+from changeseg.data.synthetic.generator import SyntheticPairGenerator
+from changeseg.data.synthetic.photos import find_photos
 from changeseg.errors import InputError
+from changeseg.labels import APPEAR, DISAPPEAR, EXCHANGE
 from tests.conftest import require_real_data
 
 CLEAN = {"p_shadow": 0.0, "p_illumination": 0.0, "p_blur": 0.0, "p_noise": 0.0, "p_jpeg": 0.0,

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from changeseg.data.pairs import (
-    IGNORE_INDEX,
     PairDataset,
     PairSample,
     PairSubset,
@@ -20,6 +19,7 @@ from changeseg.data.pairs import (
     tile_starts,
 )
 from changeseg.errors import InputError
+from changeseg.labels import IGNORE_INDEX
 
 
 class ArrayPairs(PairDataset):

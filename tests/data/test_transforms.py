@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from changeseg.data.pairs import IGNORE_INDEX, PairSample, make_sample
+from changeseg.data.pairs import PairSample, make_sample
 from changeseg.data.transforms import (
     ColorJitter,
     Compose,
@@ -26,6 +26,7 @@ from changeseg.data.transforms import (
     vflip,
 )
 from changeseg.errors import InputError
+from changeseg.labels import IGNORE_INDEX
 
 H, W = 20, 30
 MARK = (5, 7)  # y, x of the marker pixel

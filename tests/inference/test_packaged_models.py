@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from changeseg.data.datasets.deeppcb import read_boxes
-from changeseg.inference.predictor import ChangeDetector, packaged_models
+from changeseg.inference.predictor import ChangeDetector
+from changeseg.io.checkpoints import packaged_models
 from changeseg.io.images import read_mask
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -44,3 +44,12 @@ def test_typed_regions_take_their_majority_class():
                               class_names=["unchanged", "appear", "disappear", "exchange"])
     assert regions[0].label == "disappear"
     assert regions[0].to_dict()["box"] == [0, 0, 3, 2]
+
+
+def test_region_dicts_name_every_field_in_order():
+    from dataclasses import asdict
+
+    region = find_regions(np.eye(4, dtype=bool), np.full((4, 4), 0.73125, np.float32))[0][0]
+    data = region.to_dict()
+    assert list(data) == list(asdict(region))  # every field, in the dataclass's order
+    assert data["box"] == [0, 0, 4, 4] and data["mean_score"] == 0.7312 and data["label"] == "changed"

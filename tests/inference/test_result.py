@@ -1,10 +1,11 @@
-"""ChangeResult of a typed model: binary mask.png stays, types.png and typed regions are added."""
+"""ChangeResult: typed models (mask.png stays, types.png and typed regions are added), and the overlay."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
 from changeseg.inference.result import result_from_probabilities
 from changeseg.io.images import read_mask
@@ -43,3 +44,50 @@ def test_binary_result_has_no_types(tmp_path):
                                        ["unchanged", "changed"])
     assert "types.png" not in {p.name for p in result.save(tmp_path)}
     assert "class_names" not in json.loads((tmp_path / "regions.json").read_text())
+
+
+def whole_image_overlay(result, alpha=0.45):
+    """The overlay as it was computed before it went band by band: the whole image in float32."""
+    import cv2
+
+    from changeseg.inference.result import CLASS_COLOURS
+    from changeseg.io.images import to_uint8_rgb
+
+    tinted = to_uint8_rgb(result.comparison).astype(np.float32)
+    colours = np.zeros((*result.mask.shape, 3), np.float32)
+    colours[:] = CLASS_COLOURS["changed"]
+    if result.class_map is not None:
+        for index, name in enumerate(result.class_names):
+            if name in CLASS_COLOURS:
+                colours[result.class_map == index] = CLASS_COLOURS[name]
+    tinted[result.mask] = (1 - alpha) * tinted[result.mask] + alpha * colours[result.mask]
+    if result.unknown is not None:
+        tinted[result.unknown] = 0.35 * tinted[result.unknown] + 0.65 * 128.0
+    out = tinted.round().astype(np.uint8)
+    contours, _ = cv2.findContours(result.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, (255, 255, 0), max(1, round(max(result.mask.shape) / 400)))
+    return out
+
+
+@pytest.mark.parametrize("dtype, size", [(np.uint8, (300, 500)), (np.uint16, (1700, 900)),
+                                         (np.float32, (830, 1210))])
+def test_overlay_by_bands_equals_the_whole_image_overlay(rng, dtype, size):
+    import cv2
+
+    from changeseg.inference.result import ChangeResult, overlay_bands
+    from changeseg.io.images import display_range
+
+    scale = {np.uint8: 255, np.uint16: 65535, np.float32: 3.0}[dtype]
+    comparison = (rng.random((*size, 3)) * scale).astype(dtype)
+    mask = cv2.GaussianBlur(rng.random(size).astype(np.float32), (0, 0), 5) > 0.5  # blobs of all sizes
+    unknown = np.zeros(size, bool)
+    unknown[:40, :60] = True
+    mask &= ~unknown
+    class_map = np.where(mask, rng.integers(1, 4, size), 0).astype(np.uint8)
+    result = ChangeResult(np.zeros(size, np.float32), mask, [], comparison, 0.5, class_map, TYPED,
+                          unknown=unknown)
+    expected = whole_image_overlay(result)  # thick outlines (up to 4 px) cross band edges here
+    assert np.array_equal(result.overlay(), expected)
+    bands = overlay_bands(lambda top, rows: comparison[top:top + rows], mask, class_map, TYPED, unknown,
+                          value_range=display_range(comparison), band_rows=7)
+    assert np.array_equal(np.concatenate([band for _, band in bands]), expected)

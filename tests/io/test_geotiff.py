@@ -17,6 +17,12 @@ rasterio = pytest.importorskip("rasterio")
 BERCY_SIZE = (395, 360)  # height, width of the 10 m bands
 
 
+def polygons_of(geometry: dict) -> list:
+    """The polygons of a GeoJSON Polygon or MultiPolygon (a region touching itself only at a
+    corner is a MultiPolygon of its 4-connected parts)."""
+    return [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
+
+
 def band_file(folder, band):
     return next(folder.glob(f"*_{band}.tif"))
 
@@ -111,15 +117,18 @@ def test_13_band_model_outputs_keep_crs_transform_and_map_coordinates(detector13
     assert collection["crs"]["properties"]["name"] == "urn:ogc:def:crs:EPSG::4326"
     features = collection["features"]
     assert len(features) == summary["region_count"]
-    points = np.array([p for f in features for ring in f["geometry"]["coordinates"] for p in ring])
-    assert bounds.left <= points[:, 0].min() and points[:, 0].max() <= bounds.right  # longitudes
-    assert bounds.bottom <= points[:, 1].min() and points[:, 1].max() <= bounds.top  # latitudes
+    rings = [ring for f in features for polygon in polygons_of(f["geometry"]) for ring in polygon]
+    points = np.array([p for ring in rings for p in ring])
+    # polygons follow pixel edges, so a region on the image border lies on its bounds (up to
+    # the GeoJSON coordinates' rounding, a thousandth of a pixel)
+    tol = 1e-3 * abs(transform.a)
+    assert bounds.left - tol <= points[:, 0].min() and points[:, 0].max() <= bounds.right + tol  # lon
+    assert bounds.bottom - tol <= points[:, 1].min() and points[:, 1].max() <= bounds.top + tol  # lat
     pixel_area = abs(transform.a * transform.e)
     for feature in features:
         props = feature["properties"]
         assert props["area_map_units"] == pytest.approx(props["area"] * pixel_area, rel=1e-4)
-        ring = feature["geometry"]["coordinates"][0]
-        assert ring[0] == ring[-1]
+    assert all(ring[0] == ring[-1] for ring in rings)  # closed rings
     burned = rasterize([(f["geometry"], 1) for f in features], out_shape=BERCY_SIZE, transform=transform)
     changed = mask == 1
     iou = (burned.astype(bool) & changed).sum() / (burned.astype(bool) | changed).sum()
@@ -225,17 +234,42 @@ def test_windowed_writer_is_atomic_and_in_order(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.tif"]  # no partial or temporary files
 
 
-def test_polygons_trace_pixels_holes_and_winding():
+@pytest.mark.parametrize("chunks", [[600], [70] * 8 + [40], [256, 256, 88], [3, 250, 3, 300, 44], [511, 89]])
+def test_windowed_writer_keeps_every_band_and_row(tmp_path, rng, chunks):
+    georef = geotiff.GeoReference(None, rasterio.Affine.identity(), 37, 600)
+    image = rng.integers(0, 65536, (3, 600, 37), dtype=np.uint16)
+    assert sum(chunks) == 600
+    with geotiff.GeoTiffWriter(tmp_path / "bands.tif", georef, 3, np.uint16) as writer:
+        top = 0
+        for rows in chunks:
+            writer.write_rows(top, image[:, top:top + rows])
+            top += rows
+    with rasterio.open(tmp_path / "bands.tif") as written:
+        assert np.array_equal(written.read(), image)
+    long = geotiff.GeoTiffWriter(tmp_path / "long.tif", georef, 3, np.uint16)
+    with pytest.raises(ValueError, match="run past"):
+        long.write_rows(0, np.zeros((3, 601, 37)))
+    long.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bands.tif"]
+
+
+def test_polygons_follow_pixel_edges_keep_holes_and_wind_by_rfc7946():
     ring = np.zeros((7, 7), bool)
     ring[1:6, 1:6] = True
     ring[3, 3] = False  # a one-pixel hole
     polygons = geotiff.component_polygons(ring, x0=10, y0=20)
     assert len(polygons) == 1 and len(polygons[0]) == 2  # exterior + hole
     exterior, hole = polygons[0]
-    assert exterior[:, 0].min() == pytest.approx(11.25) and exterior[:, 0].max() == pytest.approx(15.75)
-    assert hole[:, 0].min() == pytest.approx(12.75) and hole[:, 1].max() == pytest.approx(24.25)
-    single = geotiff.component_polygons(np.ones((1, 1), bool))
-    assert len(single[0][0]) == 4  # a single pixel is still a proper polygon
+    # exact pixel edges: the 5×5 block spans columns 11..16 and rows 21..26, the hole 13..14, 23..24
+    assert sorted(map(tuple, exterior)) == [(11, 21), (11, 26), (16, 21), (16, 26)]
+    assert sorted(map(tuple, hole)) == [(13, 23), (13, 24), (14, 23), (14, 24)]
+    assert sorted(map(tuple, geotiff.component_polygons(np.ones((1, 1), bool))[0][0])) == [
+        (0, 0), (0, 1), (1, 0), (1, 1)]  # a single pixel is its unit square
+    halved = geotiff.component_polygons(ring, x0=10, y0=20, scale=2.0)[0][0]  # a decimated read
+    assert halved[:, 0].min() == 12 and halved[:, 0].max() == 22
+    diagonal = np.eye(2, dtype=bool)  # touching at a corner only: two valid polygons
+    assert len(geotiff.component_polygons(diagonal)) == 2
+    assert geotiff.component_polygons(np.zeros((3, 3), bool)) == []
     georef = geotiff.GeoReference(None, rasterio.Affine(2.0, 0.0, 100.0, 0.0, -2.0, 50.0), 7, 7)
     geometry = geotiff.polygons_to_geometry(polygons, georef)
     assert geometry["type"] == "Polygon"
@@ -246,8 +280,9 @@ def test_polygons_trace_pixels_holes_and_winding():
         return 0.5 * (np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
 
     assert signed_area(outer) > 0 > signed_area(inner)  # RFC 7946: exterior counter-clockwise
-    assert outer[:, 0].min() == pytest.approx(100 + 2 * 11.25)
-    assert outer[:, 1].max() == pytest.approx(50 - 2 * 21.25)
+    assert abs(signed_area(outer)) - abs(signed_area(inner)) == pytest.approx(24 * 4)  # 24 px of 2×2
+    assert outer[:, 0].min() == pytest.approx(100 + 2 * 11)
+    assert outer[:, 1].max() == pytest.approx(50 - 2 * 21)
 
 
 def test_plain_tiffs_without_georeference_are_ordinary_images(tmp_path, rng):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities
-from tests.conftest import require_real_data
+from tests.conftest import PROJECT_ROOT, require_real_data
 
 SERVER_START_TIMEOUT_S = 120.0
 
@@ -75,15 +75,24 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(args: list[str], log_path: Path) -> LiveServer:
-    """Start `changeseg serve ARGS` on a free loopback port and wait until /healthz answers."""
+SERVE = ["-m", "changeseg.cli.main", "serve"]
+
+
+def start_server(args: list[str], log_path: Path, entry: list[str] = SERVE,
+                 env: dict[str, str] | None = None) -> LiveServer:
+    """Start `changeseg serve ARGS` on a free loopback port and wait until /healthz answers.
+
+    `entry` is what follows `python` (default `-m changeseg.cli.main serve`; see gated_server.py),
+    `env` extra environment variables for the server.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "changeseg.cli.main", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--log-level", "warning", *args]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, *entry, "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+               *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                                   cwd=PROJECT_ROOT)
     server = LiveServer(url, process, log_path)
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -114,8 +123,36 @@ def stop_server(server: LiveServer) -> None:
 def live_server(tiny_checkpoint, tmp_path_factory) -> Iterator[LiveServer]:
     """`changeseg serve` with the tiny checkpoint on a free 127.0.0.1 port; stopped at the end."""
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    server = start_server(["--model", str(tiny_checkpoint), "--precision", "fp32",
+    server = start_server(["--model", str(tiny_checkpoint), "--backend", "torch", "--precision", "fp32",
                            "--max-upload-mb", "4", "--concurrency", "1", "--queue", "4"], log_path)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+API_KEYS = ("file-key-" + "a" * 24, "file-key-" + "b" * 24)  # in the key file
+ENV_API_KEY = "env-key-" + "c" * 24  # in CHANGESEG_API_KEYS
+
+
+def gated_entry(gate: Path) -> list[str]:
+    """`start_server`'s entry for `changeseg serve` around a GatedPredictor waiting for `gate`."""
+    return ["-m", "tests.service.gated_server", str(gate)]
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory) -> Iterator[LiveServer]:
+    """`changeseg serve --api-key-file` (two keys, a third in CHANGESEG_API_KEYS) around a test double.
+
+    The double's gate is open, so it answers at once like DifferencePredictor.
+    """
+    folder = tmp_path_factory.mktemp("auth-serve")
+    gate = folder / "gate"
+    gate.touch()
+    key_file = folder / "keys.txt"
+    key_file.write_text(f"# changeseg API keys\n{API_KEYS[0]}\n\n{API_KEYS[1]}\n")
+    server = start_server(["--api-key-file", str(key_file), "--no-warmup"], folder / "server.log",
+                          entry=gated_entry(gate), env={"CHANGESEG_API_KEYS": ENV_API_KEY})
     try:
         yield server
     finally:

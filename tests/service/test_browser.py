@@ -158,3 +158,42 @@ def test_api_docs_render_offline(live_server, browser):
     WebDriverWait(browser, 60).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) >= 4)
     paths = {e.text for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
     assert {"/v1/detect", "/healthz", "/v1/models"} <= {p.replace("\u200b", "") for p in paths}
+
+
+def test_page_asks_for_the_api_key_when_the_server_needs_one(auth_server, browser, tmp_path):
+    import cv2
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.service.conftest import API_KEYS
+
+    reference = np.full((40, 40, 3), 50, np.uint8)
+    comparison = reference.copy()
+    comparison[5:15, 5:25] = 250
+    cv2.imwrite(str(tmp_path / "before.png"), reference)
+    cv2.imwrite(str(tmp_path / "after.png"), comparison)
+
+    browser.get(f"{auth_server.url}/")
+    auth = browser.find_element(By.ID, "auth")
+    WebDriverWait(browser, 30).until(lambda d: auth.is_displayed())
+    assert "needs an API key" in browser.find_element(By.ID, "auth-message").text
+    assert "API key" in browser.find_element(By.ID, "model-line").text
+
+    browser.find_element(By.ID, "api-key").send_keys("a-wrong-key-of-enough-length")
+    browser.find_element(By.ID, "use-key").click()
+    message = browser.find_element(By.ID, "auth-message")
+    WebDriverWait(browser, 30).until(lambda d: auth.is_displayed() and "not accepted" in message.text)
+
+    browser.find_element(By.ID, "api-key").send_keys(API_KEYS[1])
+    browser.find_element(By.ID, "use-key").click()
+    WebDriverWait(browser, 30).until(
+        lambda d: "Model: gated-difference" in d.find_element(By.ID, "model-line").text)
+    assert not auth.is_displayed()
+
+    browser.find_element(By.ID, "reference-input").send_keys(str(tmp_path / "before.png"))
+    browser.find_element(By.ID, "comparison-input").send_keys(str(tmp_path / "after.png"))
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 60).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
+    assert status.get_attribute("data-state") == "done", status.text
+    assert browser.find_element(By.ID, "region-count").text == "1"

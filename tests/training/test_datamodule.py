@@ -11,6 +11,7 @@ from PIL import Image
 
 from changeseg.data.datasets.folder import FolderDataset
 from changeseg.errors import ConfigError
+from changeseg.labels import UNTYPED_CHANGE
 from changeseg.training.datamodule import (
     ChangeDataModule,
     EpochOrder,
@@ -19,7 +20,6 @@ from changeseg.training.datamodule import (
     UntypedChangeLabels,
     collate_pairs,
 )
-from changeseg.training.losses import UNTYPED_CHANGE
 from changeseg.training.recipe import load_recipe
 from tests.training.train_helpers import write_pairs
 
@@ -56,6 +56,8 @@ def test_validation_split_is_carved_and_recorded(pairs: Path) -> None:
     assert sorted(other) != sorted(source["val_names"])
     train_names = {n for b in batches(dm.train_dataloader()) for n in b["name"]}
     assert train_names.isdisjoint(source["val_names"])
+    # the training names are recorded too (for evaluate's training-overlap check)
+    assert sorted(source["train_names"]) == sorted(train_names) and len(train_names) == 6
     val = batches(dm.val_dataloader())
     assert sorted(n for b in val for n in b["name"]) == sorted(source["val_names"])
     assert val[0]["reference"].shape[-2:] == (48, 48)  # whole images for validation
@@ -163,6 +165,7 @@ def test_synthetic_source(tmp_path: Path) -> None:
     dm.setup("fit")
     assert len(dm.train_set) == 6 and len(dm.val_set) == 3
     assert dm.split_info()["sources"][0]["val_names"] == ["synth_000000", "synth_000001", "synth_000002"]
+    assert dm.split_info()["sources"][0]["train_names"] is None  # generated, not read
     loader = dm.train_dataloader()
     first = [n for b in loader for n in b["name"]]
     assert all(int(n.split("_")[1]) >= 3 for n in first)  # validation pairs never train
@@ -226,5 +229,7 @@ def test_scene_holdout_with_a_per_source_val_fraction(pairs: Path, tmp_path: Pat
     assert len(scenes_val["val_names"]) == 4 and all(n.startswith("Beta/") for n in scenes_val["val_names"])
     trained = {n for b in batches(dm.train_dataloader()) for n in b["name"]}
     assert len(trained) == 12 and {n.split("/")[0] for n in trained if "/" in n} == {"Alpha"}
+    assert sorted(scenes_train["train_names"] + folder["train_names"]) == sorted(trained)
+    assert scenes_val["train_names"] == []  # a validation-only source trains on nothing
     validated = sorted(n for b in batches(dm.val_dataloader()) for n in b["name"])
     assert validated == sorted(folder["val_names"] + scenes_val["val_names"])

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from changeseg.errors import ConfigError
+from changeseg.labels import UNTYPED_CHANGE
 from changeseg.training.losses import (
-    UNTYPED_CHANGE,
     ChangeLoss,
     LossConfig,
     class_pixel_counts,

@@ -170,3 +170,17 @@ def test_validation_metrics_global_and_per_image() -> None:
     # per image (C-3PO): 2/3 and 0 for the image without change
     assert metrics["val/f1_per_image"] == pytest.approx(1 / 3)
     assert math.isfinite(metrics["val/loss"])
+
+
+def test_validation_counts_a_probability_at_the_threshold_as_change() -> None:
+    # equal logits: change probability exactly 0.5 = the threshold, which is change
+    # (changeseg.labels.is_change, as in detect and evaluate), so every pixel is a hit
+    task = tiny_task(threshold=0.5)
+    task.model = _Oracle()  # type: ignore[assignment]
+    batch = {"reference": torch.zeros(1, 3, 2, 2), "comparison": torch.zeros(1, 3, 2, 2),
+             "mask": torch.ones(1, 2, 2, dtype=torch.long)}
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    trainer.validate(task, dataloaders=DataLoader([batch], batch_size=None))
+    assert task.last_val_metrics["val/f1"] == pytest.approx(1.0)
+    assert task.last_val_metrics["val/f1_per_image"] == pytest.approx(1.0)

@@ -71,6 +71,8 @@ def test_short_real_training_learns(tmp_path: Path) -> None:
     held_out = {n for s in training["data"]["sources"] for n in s["val_names"]}
     assert len(held_out) == 5 and training["data"]["val_seed"] == 0
     assert sorted(config.metadata["val_names"]) == sorted(held_out)  # for evaluate --names model-val
+    trained_on = {n for s in training["data"]["sources"] for n in s["train_names"]}
+    assert trained_on and trained_on.isdisjoint(held_out)  # for evaluate's training-overlap check
     assert config.model["fpn_channels"] == 16 and config.mean == [0.485, 0.456, 0.406]
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
     assert any((tmp_path / "run" / "logs" / "tensorboard").rglob("events.out.tfevents.*"))

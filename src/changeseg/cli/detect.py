@@ -3,6 +3,8 @@
 One pair:   changeseg detect REF CMP -o OUT
 Pair list:  changeseg detect --pairs LIST.csv -o OUT        (rows: reference,comparison[,name])
 Folders:    changeseg detect --ref-dir A --cmp-dir B -o OUT  (pairs matched by file name)
+On Ray:     add --ray local|auto|HOST:PORT to a batch (pairs spread over workers) or to one GeoTIFF
+            pair (its tile windows spread over workers); see changeseg.distributed.
 """
 
 from __future__ import annotations
@@ -16,29 +18,47 @@ from typing import Any
 import click
 
 from changeseg.cli.main import run_command
-from changeseg.errors import InputError
 
-BACKENDS = ("torch", "onnx")
+DEFAULT_MAX_PIXELS = 100_000_000  # = changeseg.io.images.DEFAULT_MAX_PIXELS (not imported: keeps --help fast)
+
+BACKENDS = ("auto", "torch", "onnx", "openvino")  # = changeseg.inference.loading.BACKENDS
+PRECISIONS = ("auto", "fp32", "bf16", "int8")  # = changeseg.inference.loading.PRECISIONS
+
+
+def say(message: str) -> None:
+    """One line on stderr (one-off work such as an export into the cache; notes)."""
+    click.echo(message, err=True)
+
+
+def validation_calibration(model: str) -> Callable[[], Any]:
+    """`calibration()` for int8 quantisation: the model's own validation pairs, read from
+    $CHANGESEG_DATA only when a quantised model has to be made."""
+    def pairs() -> Any:
+        from changeseg.evaluation.selection import calibration_pairs
+        from changeseg.io.checkpoints import packaged_models, read_config
+
+        folder = Path(model) if Path(model).is_dir() else packaged_models().get(model, Path(model))
+        return calibration_pairs(read_config(folder).metadata)
+
+    return pairs
 
 
 def load_backend(backend: str, model: str, device: str, precision: str, tta: bool = False) -> Any:
-    """The detector for `backend`: the PyTorch `ChangeDetector`, or the torch-free ONNX runtime;
-    with `tta`, wrapped to average over a mirrored and a swapped view."""
-    if backend == "onnx":
-        try:
-            from changeseg.inference.onnx_runtime import OnnxChangeDetector
-        except ImportError as exc:
-            raise InputError(f"the ONNX backend is unavailable ({exc}); install changeseg[onnx]") from None
-        detector: Any = OnnxChangeDetector.from_pretrained(model)
-    else:
-        from changeseg.inference.predictor import ChangeDetector
+    """The detector for `backend` (auto, torch, onnx or openvino; `changeseg.inference.loading`),
+    with `tta` wrapped to average over a mirrored and a swapped view. One-off work (an ONNX export
+    into the cache, an int8 quantisation on the model's validation pairs) and notes go to stderr."""
+    from changeseg.inference.loading import BackendSpec
+    from changeseg.inference.loading import load_backend as load
 
-        detector = ChangeDetector.from_pretrained(model, device=device, precision=precision)
-    if tta:
-        from changeseg.inference.tta import TestTimeAugmented
+    return load(BackendSpec(model, backend, device, precision, tta), log=say,
+                calibration=validation_calibration(model))
 
-        detector = TestTimeAugmented(detector)
-    return detector
+
+def backend_label(detector: Any, requested: str) -> str:
+    """"openvino (auto), bf16" and the like, for the summary line."""
+    from changeseg.inference.loading import describe_backend
+
+    return describe_backend(detector, requested)
 
 
 def untrained_warning(detector: Any, model: str) -> None:
@@ -72,18 +92,33 @@ def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
 
 def _options(threshold: float | None, min_area: int | None, resize: bool, bands: str | None, tile_size: int,
              tile_overlap: int | None, tile_batch: int, align: bool, align_method: str, ecc: bool,
-             save_probability: bool, windowed: bool | None) -> Any:
+             save_probability: bool, windowed: bool | None, scale: str = "auto",
+             max_pixels: int = 0, save_branches: bool = False) -> Any:
     from changeseg.inference.align import AlignOptions
     from changeseg.inference.pipeline import DetectOptions
     from changeseg.inference.tiling import TilingOptions
     from changeseg.io.geotiff import parse_bands
+    from changeseg.io.scaling import parse_scaling
 
     if (ecc or align_method != "sift") and not align:
         raise click.UsageError("--align-method and --ecc need --align")
     return DetectOptions(threshold=threshold, min_area=min_area, resize=resize, bands=parse_bands(bands),
                          tiling=TilingOptions(tile_size, tile_overlap, tile_batch),
                          align=AlignOptions(method=align_method, ecc=ecc) if align else None,
-                         save_probability=save_probability, windowed=windowed)
+                         save_probability=save_probability, windowed=windowed,
+                         scale=parse_scaling(scale).spec(), max_pixels=max_pixels or None,
+                         save_branches=save_branches)
+
+
+@contextmanager
+def pixel_limit_hint() -> Iterator[None]:
+    """Add the option that raises the limit to a PixelLimitError's message."""
+    from changeseg.errors import PixelLimitError
+
+    try:
+        yield
+    except PixelLimitError as exc:
+        raise PixelLimitError(f"{exc}; --max-pixels N raises the limit (0 = none)") from None
 
 
 @click.command("detect", context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,13 +136,18 @@ def _options(threshold: float | None, min_area: int | None, resize: bool, bands:
               help="Batch: recompute pairs whose output folder is already complete (default: skip them).")
 @click.option("-m", "--model", default="default", show_default=True,
               help="A packaged model name, a preset name, or a checkpoint folder.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-              help="torch: PyTorch; onnx: onnxruntime on an exported model, no torch import.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="auto: the fastest installed for the device and model (named in the summary line); "
+                   "torch: PyTorch; onnx: onnxruntime; openvino: OpenVINO on the CPU. onnx and openvino "
+                   "run the model exported once into the cache (~/.cache/changeseg, $CHANGESEG_CACHE), "
+                   "with no torch import.")
 @click.option("-t", "--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Change-probability threshold (default: the model's own, stored in its config.json).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
-              show_default=True, help="auto uses channels_last + bf16 on CPUs that support it.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="auto: int8 where its verdict on the model's validation pairs passes (onnx, openvino), "
+                   "else bf16 on CPUs with native bf16 (torch, openvino), else fp32. int8: the quantised "
+                   "model (onnx, openvino; made once, calibrated on the model's validation pairs).")
 @click.option("--min-area", type=click.IntRange(0), default=None,
               help="Drop changed regions smaller than this many pixels (default: the model's own, "
                    "0 for most models).")
@@ -128,18 +168,48 @@ def _options(threshold: float | None, min_area: int | None, resize: bool, bands:
 @click.option("--bands", default=None,
               help="Bands to use, 1-based like GDAL (4,3,2) or by name for band folders (B04,B03,B02).")
 @click.option("--windowed/--no-windowed", default=None,
-              help="GeoTIFF pairs: read and write windows so memory does not grow with the image "
-                   "(default: automatic above 16 megapixels). Writes GeoTIFF/GeoJSON outputs only.")
+              help="Large pairs, so memory does not grow with the image (default: automatic above 16 "
+                   "megapixels): GeoTIFFs are read and written in windows (GeoTIFF/GeoJSON outputs "
+                   "only); image files are decoded once each, kept on disk and read back tile by tile "
+                   "(no --align or --resize).")
+@click.option("--scale", default="auto", show_default=True,
+              help="How raw pixel values become the model's 0-1 input: dtype (/255, /65535), "
+                   "reflectance[:N] (/N, default 10000: Sentinel-2), percentile[:LO,HI] (one stretch "
+                   "per image over all bands, default 0,99.9), or auto (8-bit: dtype; 16-bit: the "
+                   "model's own, recorded in its config.json).")
+@click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
+              help="Refuse image files whose header declares more pixels than this, before decoding "
+                   "them (0 = no limit). GeoTIFF pairs read in windows (--windowed) are not limited.")
 @click.option("--save-probability", is_flag=True, help="Also write probability.png (0-255).")
+@click.option("--save-branches", is_flag=True,
+              help="Also write the i/a/d/e branch activation maps of every pyramid level as "
+                   "branches/level<k>_<branch>.png (the patent's Fig. 12; PyTorch backend).")
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average the probabilities over the pair, its mirror "
                    "image and the swapped pair (3 forward passes; see docs/models.md).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run on Ray (pip install 'changeseg[ray]'): local (start Ray on this machine), auto "
+                   "(RAY_ADDRESS or the cluster running here) or HOST:PORT of a head node. A batch "
+                   "spreads its pairs over the workers; one GeoTIFF pair its tile windows. -o must be "
+                   "a folder every worker can write, or an object-store URI (s3://..., gs://...).")
+@click.option("--ray-workers", type=click.IntRange(1), default=None,
+              help="Ray workers, each holding one loaded model (default: as many as the cluster's "
+                   "CPUs, or GPUs, allow).")
+@click.option("--ray-cpus-per-worker", type=click.FloatRange(0, min_open=False), default=1.0,
+              show_default=True, help="CPUs each Ray worker reserves.")
+@click.option("--ray-gpus-per-worker", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="GPUs each Ray worker reserves (> 0: torch workers use cuda).")
+@click.option("--ray-num-cpus", type=click.IntRange(1), default=None,
+              help="With --ray local: CPUs the local Ray instance may use (default: all).")
 def command(reference: str | None, comparison: str | None, out_dir: str, pairs_csv: str | None,
             ref_dir: str | None, cmp_dir: str | None, overwrite: bool, model: str, backend: str,
             threshold: float | None, device: str, precision: str, min_area: int | None, resize: bool,
             align: bool,
             align_method: str, ecc: bool, tile_size: int, tile_overlap: int | None, tile_batch: int,
-            bands: str | None, windowed: bool | None, save_probability: bool, tta: bool) -> int:
+            bands: str | None, windowed: bool | None, scale: str, max_pixels: int, save_probability: bool,
+            save_branches: bool, tta: bool, ray_address: str | None = None, ray_workers: int | None = None,
+            ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float = 0.0,
+            ray_num_cpus: int | None = None) -> int:
     """Detect changes between REFERENCE and COMPARISON images (or many pairs) and write the results.
 
     GeoTIFF inputs (files or folders of single-band files) keep their georeference: mask.tif,
@@ -157,8 +227,22 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
     elif reference is None or comparison is None:
         raise click.UsageError("give REFERENCE and COMPARISON images, or --pairs LIST.csv, or "
                                "--ref-dir A --cmp-dir B")
+    if save_branches and backend == "auto":
+        backend = "torch"  # branch maps come from the PyTorch network
+    if save_branches and backend != "torch":
+        raise click.UsageError("--save-branches needs --backend torch (an ONNX graph returns only the "
+                               "probabilities)")
     options = _options(threshold, min_area, resize, bands, tile_size, tile_overlap, tile_batch, align,
-                       align_method, ecc, save_probability, windowed)
+                       align_method, ecc, save_probability, windowed, scale, max_pixels, save_branches)
+    ray = _ray_settings(ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, ray_num_cpus,
+                        out_dir)
+    if ray is not None:
+        if batch:
+            return _run_batch_ray(pairs_csv, ref_dir, cmp_dir, out_dir, overwrite, model, backend, device,
+                                  precision, options, tta, ray)
+        assert reference is not None and comparison is not None
+        return _run_single_ray(reference, comparison, out_dir, model, backend, device, precision, options,
+                               tta, ray)
     if batch:
         return _run_batch(pairs_csv, ref_dir, cmp_dir, out_dir, overwrite, model, backend, device,
                           precision, options, tta)
@@ -169,10 +253,13 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
 
 def _run_single(reference: str, comparison: str, out_dir: str, model: str, backend: str, device: str,
                 precision: str, options: Any, tta: bool = False) -> int:
+    from changeseg.inference.outputs import check_output_folder
     from changeseg.inference.pipeline import detect_to_folder, load_pair
 
-    # Check the inputs first: a bad pair should fail fast, before the model is loaded.
-    pair = load_pair(reference, comparison, options)
+    # Check the inputs and the output folder first: fail fast, before the model is loaded.
+    with pixel_limit_hint():
+        pair = load_pair(reference, comparison, options)
+    check_output_folder(out_dir, create=False)
     detector = load_backend(backend, model, device, precision, tta)
     with progress_bar("tiles", enabled=True) as on_tile:
         summary = detect_to_folder(detector, pair, out_dir, options, on_tile=on_tile)
@@ -184,8 +271,10 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
                        f"residual {report['residual_px']:.2f} px")
     if summary.get("unknown_pixels"):
         details.append(f"{summary['unknown_fraction']:.2%} unknown")
+    if options.save_branches:
+        details.append("branch maps in branches/")
     extra = f" ({'; '.join(details)})" if details else ""
-    mode = getattr(detector, "precision", backend) + (", tta" if tta else "")
+    mode = backend_label(detector, backend) + (", tta" if tta else "")
     click.echo(f"{summary['changed_fraction']:.2%} of {summary['width']}×{summary['height']} pixels changed "
                f"in {summary['region_count']} region(s){extra}; model {model}, {mode}, "
                f"{summary['timings_ms']['total']:.0f} ms → {Path(out_dir)}")
@@ -196,12 +285,14 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
                overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any,
                tta: bool = False) -> int:
     from changeseg.inference.batch import pairs_from_csv, pairs_from_dirs, run_batch
+    from changeseg.inference.outputs import check_output_folder
 
     if pairs_csv is not None:
         jobs = pairs_from_csv(pairs_csv)
     else:
         assert ref_dir is not None and cmp_dir is not None
         jobs = pairs_from_dirs(ref_dir, cmp_dir)
+    check_output_folder(out_dir, create=False)
     detector = load_backend(backend, model, device, precision, tta)
     with progress_bar("pairs", enabled=True) as update:
         def on_pair(outcome: Any, index: int, total: int) -> None:
@@ -211,12 +302,107 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
         report = run_batch(detector, jobs, out_dir, options, resume=not overwrite, model=model,
                            on_pair=on_pair)
     untrained_warning(detector, model)
+    return _report_batch(report, str(report.summary_path), f"; {backend_label(detector, backend)}")
+
+
+def _report_batch(report: Any, summary: str, where: str = "") -> int:
+    """The end of a batch run: one `error:` line per failed pair, the counts, the exit code."""
     for outcome in report.failed:
         click.echo(f"error: pair {outcome.name}: {outcome.error}", err=True)
     counts = {s: len(report.with_status(s)) for s in ("done", "skipped", "failed")}
     click.echo(f"{len(report.outcomes)} pair(s): {counts['done']} done, {counts['skipped']} skipped "
-               f"(already complete), {counts['failed']} failed → {report.summary_path}")
+               f"(already complete), {counts['failed']} failed{where} → {summary}")
     return 1 if counts["failed"] else 0
+
+
+def _ray_settings(address: str | None, workers: int | None, cpus: float, gpus: float, num_cpus: int | None,
+                  out_dir: str) -> Any:
+    """The --ray options checked (None without --ray); Ray itself is imported here, so a missing
+    extra is one clear line before anything else happens."""
+    if address is None:
+        given = [name for name, value in (("--ray-workers", workers), ("--ray-num-cpus", num_cpus),
+                                          ("--ray-cpus-per-worker", cpus != 1.0),
+                                          ("--ray-gpus-per-worker", gpus != 0.0)) if value]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} need --ray ADDRESS")
+        if "://" in out_dir:
+            raise click.UsageError(f"-o {out_dir}: object-store outputs need --ray (a local run writes "
+                                   "to a folder)")
+        return None
+    from changeseg.distributed.cluster import WorkerOptions, parse_address, preflight, require_ray
+
+    require_ray()
+    parsed = parse_address(address)
+    if num_cpus is not None and parsed != "local":
+        raise click.UsageError("--ray-num-cpus applies to --ray local only (a cluster has its own CPUs)")
+    settings = {"address": parsed, "num_cpus": num_cpus, "workers": WorkerOptions(workers, cpus, gpus)}
+    preflight(parsed)  # an unreachable cluster fails here, before the model is loaded
+    return settings
+
+
+def _run_batch_ray(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, out_dir: str,
+                   overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any,
+                   tta: bool, ray: dict[str, Any]) -> int:
+    from changeseg.distributed.batch import run_batch_ray
+    from changeseg.distributed.cluster import ray_session
+    from changeseg.distributed.storage import output_store
+    from changeseg.inference.batch import pairs_from_csv, pairs_from_dirs
+    from changeseg.inference.loading import BackendSpec
+
+    if pairs_csv is not None:
+        jobs = pairs_from_csv(pairs_csv)
+    else:
+        assert ref_dir is not None and cmp_dir is not None
+        jobs = pairs_from_dirs(ref_dir, cmp_dir)
+    output_store(out_dir).check(create=False)
+    detector = load_backend(backend, model, "cpu", precision, tta)  # a bad model fails here, before Ray
+    spec = BackendSpec(model, backend, device, precision, tta)
+    with ray_session(ray["address"], ray["num_cpus"]), progress_bar("pairs", enabled=True) as update:
+        def on_pair(outcome: Any, index: int, total: int) -> None:
+            if update is not None:
+                update(index + 1, total)
+
+        report = run_batch_ray(jobs, out_dir, spec, options, ray["workers"], resume=not overwrite,
+                               model=model, check_model=False, on_pair=on_pair)
+    untrained_warning(detector, model)
+    workers = f" on {report.workers} Ray worker(s)" if report.workers else ""
+    return _report_batch(report, report.summary_location, f"; {backend_label(detector, backend)}{workers}")
+
+
+def _run_single_ray(reference: str, comparison: str, out_dir: str, model: str, backend: str, device: str,
+                    precision: str, options: Any, tta: bool, ray: dict[str, Any]) -> int:
+    from dataclasses import replace
+
+    from changeseg.distributed.cluster import ray_session
+    from changeseg.distributed.raster import detect_geotiff_ray
+    from changeseg.distributed.storage import output_store
+    from changeseg.inference.loading import BackendSpec
+    from changeseg.inference.pipeline import load_pair
+    from changeseg.io.geotiff import is_geotiff
+
+    if not (is_geotiff(reference) and is_geotiff(comparison)):
+        raise click.UsageError("--ray with one pair needs a GeoTIFF pair (its tile windows are spread over "
+                               "the workers); for many pairs use --pairs or --ref-dir/--cmp-dir")
+    if options.windowed is False:
+        raise click.UsageError("--ray with one GeoTIFF pair always reads it in windows; drop --no-windowed")
+    if options.save_branches:
+        raise click.UsageError("--save-branches needs the pair in memory; it is not available with --ray "
+                               "on one pair")
+    load_pair(reference, comparison, replace(options, windowed=True))  # grids, bands, --align/--resize
+    output_store(out_dir).check(create=False)
+    detector = load_backend(backend, model, "cpu", precision, tta)  # a bad model fails here, before Ray
+    spec = BackendSpec(model, backend, device, precision, tta)
+    with ray_session(ray["address"], ray["num_cpus"]), progress_bar("tiles", enabled=True) as on_tile:
+        summary = detect_geotiff_ray(reference, comparison, out_dir, spec, bands=options.bands,
+                                     threshold=options.threshold, min_area=options.min_area,
+                                     tiling=options.tiling, scale=options.scale, workers=ray["workers"],
+                                     on_tile=on_tile)
+    untrained_warning(detector, model)
+    click.echo(f"{summary['changed_fraction']:.2%} of {summary['width']}×{summary['height']} pixels changed "
+               f"in {summary['region_count']} region(s); model {model}, {backend_label(detector, backend)}, "
+               f"tile windows on {summary['ray_workers']} Ray worker(s), "
+               f"{summary['timings_ms']['total']:.0f} ms → {out_dir}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

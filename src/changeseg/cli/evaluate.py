@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -14,23 +13,6 @@ from changeseg.evaluation.selection import (
     probability_function,
     read_names,
 )
-
-
-def validation_pairs(sources: Sequence[dict[str, Any]]) -> list[Any]:
-    """The validation pairs a training run recorded (summary.json `split.sources`), re-opened.
-
-    Synthetic sources are skipped: their pairs are generated, not read.
-    """
-    from changeseg.data.datasets import open_dataset
-    from changeseg.data.pairs import PairSubset
-    from changeseg.training.datamodule import is_synthetic
-
-    parts = []
-    for source in sources:
-        if source.get("val_names") and not is_synthetic(source["spec"]):
-            dataset = open_dataset(source["spec"], **(source.get("options") or {}))
-            parts.append(PairSubset(dataset, source["val_names"]))
-    return parts
 
 
 @click.command("evaluate", context_settings={"help_option_names": ["-h", "--help"]})
@@ -70,9 +52,12 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     """Evaluate a model on a dataset with the c3po, global and boxes protocols."""
     from changeseg.data.datasets import open_dataset
     from changeseg.data.pairs import PairSubset
-    from changeseg.inference.pipeline import backend_min_area
+    from changeseg.evaluation.overlap import training_overlap
+    from changeseg.evaluation.report import render_markdown
+    from changeseg.evaluation.runner import evaluate
+    from changeseg.inference.backend import backend_min_area
     from changeseg.inference.predictor import ChangeDetector
-    from changeseg.training.report import evaluate, render_markdown
+    from changeseg.labels import BINARY_CLASSES
 
     options = parse_options(data_options, "--data-option")
     if split is not None:
@@ -85,7 +70,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
         dataset = PairSubset(dataset, range(limit))
     # A typed model (appear / disappear / exchange) on a set labelled only changed / unchanged
     # is scored on its change probability, 1 - p(unchanged).
-    data_classes = len(getattr(dataset, "class_names", None) or ["unchanged", "changed"])
+    data_classes = len(getattr(dataset, "class_names", None) or BINARY_CLASSES)
     binary = len(detector.class_names) == 2 or data_classes == 2
 
     if tta:
@@ -98,6 +83,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     # the boxes protocol drops regions below the model's own minimum area, as `detect` does
     box_settings = {"min_area": backend_min_area(detector),
                     **parse_options(box_options, "--box-option")}
+    overlap = training_overlap(detector.config.metadata, data_spec, dataset.names, options)
     report = evaluate(
         predict, dataset, protocols=protocols, threshold=chosen, out_dir=out_dir, worst_k=worst,
         options={"boxes": box_settings},
@@ -106,8 +92,11 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
                   "split": split, "data_options": options, "names": names, "limit": limit,
                   "precision": detector.precision, "tta": tta,
                   "scored_as": "binary change" if binary else "classes"},
+        training_overlap=overlap,
     )
     click.echo(render_markdown(report))
+    for warning in overlap.warnings():
+        click.echo(f"warning: {warning}", err=True)
     if not detector.trained:
         click.echo(f"warning: model {model!r} is UNTRAINED; these numbers are a baseline only",
                    err=True)

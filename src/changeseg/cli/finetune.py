@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -48,7 +47,9 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
       changeseg finetune --from c3po-mobilenetv2-fcn --data pcd:data/tsunami optim.lr=1e-4
     """
     trainer = import_training()
-    from changeseg.inference.predictor import packaged_models
+    from changeseg.evaluation.threshold import choose_threshold
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.checkpoints import packaged_models
     from changeseg.training.recipe import finetune_base, load_recipe
 
     packaged = packaged_models()
@@ -62,45 +63,13 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     if trainer.is_rank_zero():
         if not keep_threshold:
             summary = json.loads((recipe.run_dir() / "summary.json").read_text(encoding="utf-8"))
-            chosen = choose_threshold(Path(best), summary["split"]["sources"])
+            detector = ChangeDetector.from_pretrained(best, precision="fp32")
+            chosen = choose_threshold(detector, Path(best), summary["split"]["sources"])
             if chosen is not None:
                 click.echo(f"decision threshold: {chosen['threshold']:.2f} (best F1 "
                            f"{chosen['f1']:.3f} on {chosen['pairs']} validation pairs)")
         click.echo(f"best model: {best}")
     return 0
-
-
-def choose_threshold(model_dir: Path, sources: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Set a trained model's threshold to its best-F1 threshold on its validation pairs.
-
-    `sources` is the run's ``summary.json`` ``split.sources``. Rewrites the model's
-    config.json (atomically) and returns the choice, or None when there are no validation
-    pairs to choose on.
-    """
-    import itertools
-
-    from changeseg.cli.evaluate import validation_pairs
-    from changeseg.evaluation.selection import probability_function
-    from changeseg.inference.predictor import ChangeDetector
-    from changeseg.io.images import write_json
-    from changeseg.training.report import evaluate
-
-    parts = validation_pairs(sources)
-    pairs = sum(len(part) for part in parts)
-    if not pairs:
-        return None
-    detector = ChangeDetector.from_pretrained(model_dir, precision="fp32")
-    report = evaluate(probability_function(detector, binary=True), itertools.chain(*parts),
-                      protocols="sweep", threshold=detector.config.threshold, total=pairs,
-                      progress=False)
-    config_path = model_dir / "config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["threshold"] = float(report["best_threshold"])
-    config.setdefault("metadata", {})["threshold_choice"] = {
-        "rule": "best F1 on the run's validation pairs", "pairs": pairs,
-        "f1": report["best_f1"], "previous": detector.config.threshold}
-    write_json(config_path, config)
-    return {"threshold": config["threshold"], "f1": report["best_f1"], "pairs": pairs}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import click
 
 from changeseg import __version__
 from changeseg.errors import ChangesegError
+from changeseg.io.native import quiet_native_output
 
 # verb -> module under changeseg.cli holding a click command named `command`
 VERBS: dict[str, str] = {
@@ -51,9 +52,11 @@ def cli() -> None:
 def run_command(command: click.Command, argv: Sequence[str] | None, prog_name: str) -> int:
     """Run a click command and map every user-facing failure to one stderr line and an exit code.
 
-    Set CHANGESEG_DEBUG=1 to see full tracebacks for unexpected errors.
+    Set CHANGESEG_DEBUG=1 to see full tracebacks for unexpected errors. Native libraries'
+    warnings while decoding or encoding images are kept off the terminal.
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    quiet_native_output(True)  # libpng / OpenCV warnings stay off the terminal (changeseg.io.native)
     try:
         result = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:

@@ -29,12 +29,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from changeseg.errors import InputError
-
-IGNORE_INDEX = 255
-"""Mask value for pixels that carry no label (padding, unlabelled areas)."""
-
-BINARY_CLASSES: tuple[str, ...] = ("unchanged", "changed")
-"""Class names of a binary change mask (index 0 and 1)."""
+from changeseg.labels import BINARY_CLASSES, IGNORE_INDEX
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".png",
@@ -142,13 +137,6 @@ def list_images(folder: Path) -> dict[str, Path]:
     return found
 
 
-def require_dir(path: Path, what: str) -> Path:
-    """Return `path` if it is a folder, else raise InputError saying what layout was expected."""
-    if not path.is_dir():
-        raise InputError(f"{path} is not a folder; expected {what}")
-    return path
-
-
 # ---------------------------------------------------------------- dataset base and subsets
 
 
@@ -185,10 +173,6 @@ class PairDataset(Dataset):
     def __repr__(self) -> str:
         root = getattr(self, "root", "?")
         return f"{type(self).__name__}(root={str(root)!r}, pairs={len(self)})"
-
-
-def _empty_error(dataset: str, root: Path, detail: str = "") -> InputError:
-    return InputError(f"{dataset}: no pairs found under {root}{detail}")
 
 
 class PairSubset(PairDataset):

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from changeseg.data.synthetic import SyntheticPair
+from changeseg.data.synthetic.generator import SyntheticPair
 from changeseg.errors import InputError
 from changeseg.io.images import atomic_write, write_png
 

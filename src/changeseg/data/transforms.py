@@ -22,9 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from changeseg.data.pairs import IGNORE_INDEX, PairSample, clip_boxes, crop_sample
+from changeseg.data.pairs import PairSample, clip_boxes, crop_sample
 from changeseg.errors import InputError
 from changeseg.io.images import to_float
+from changeseg.labels import IGNORE_INDEX
 
 Transform = Callable[[PairSample, np.random.Generator], PairSample]
 

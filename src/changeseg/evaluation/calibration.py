@@ -32,11 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from changeseg.data.pairs import IGNORE_INDEX
 from changeseg.errors import InputError
-
-UNTYPED_CHANGE = 254
-"""Mask value of a change of unknown type (the same value as `changeseg.training.losses`)."""
+from changeseg.labels import IGNORE_INDEX
 
 DEFAULT_MAX_PIXELS = 2_000_000
 DEFAULT_BINS = 15

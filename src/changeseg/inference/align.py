@@ -5,7 +5,8 @@ a homography is fitted with RANSAC, optionally refined by ECC (enhanced correlat
 coefficient) maximisation, and the comparison is warped into the reference's pixel grid.
 Pixels of the reference that the warped comparison does not cover are *unknown*: the
 pipeline sets their change probability to 0 and reports them separately, so they are never
-reported as change.
+reported as change; it also fills them with the reference's own pixels before predicting
+(`fill_uncovered`), so the black outside the overlap cannot leak false change into its edge.
 
 Features are found on copies scaled down to at most `AlignOptions.max_side` pixels, so the
 cost does not grow with the image; the homography is scaled back to full resolution.
@@ -261,6 +262,24 @@ def warp_to_reference(comparison: np.ndarray, homography: np.ndarray, reference_
         valid = cv2.erode(valid.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT,
                           borderValue=0).astype(bool)
     return warped.astype(comparison.dtype, copy=False), valid
+
+
+def fill_uncovered(warped: np.ndarray, reference: np.ndarray, uncovered: np.ndarray) -> np.ndarray:
+    """The warped comparison with the pixels it does not cover taken from the reference.
+
+    Left black, the uncovered area is a stark difference right beside the overlap, and a
+    network's receptive field carries it inwards as a band of false change along the
+    overlap's edge. Filled with the reference, the pair is identical there, so the edge
+    carries only the change that is really inside the overlap (the pixels themselves stay
+    unknown). Both arrays must have the same shape and dtype.
+    """
+    if warped.shape != reference.shape:
+        raise InputError(f"warped comparison {warped.shape} and reference {reference.shape} differ in shape")
+    if not uncovered.any():
+        return warped
+    filled = warped.copy()
+    filled[uncovered] = reference[uncovered]
+    return filled
 
 
 def align_pair(reference: np.ndarray, comparison: np.ndarray,

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from changeseg.errors import ChangesegError, InputError
+from changeseg.inference.backend import ProbaBackend
+from changeseg.inference.outputs import check_output_folder, clear_owned_outputs
 from changeseg.inference.pipeline import DetectOptions, detect_to_folder, load_pair
-from changeseg.inference.tiling import ProbaBackend, TileCallback
+from changeseg.inference.tiling import TileCallback
 from changeseg.io.images import atomic_write
 
 SUMMARY_FILE = "summary.csv"
 SUMMARY_FIELDS = ("name", "status", "changed_fraction", "regions", "ms", "error")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".jp2", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")  # the formats read_image allows
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -211,14 +213,19 @@ def completed_summary(folder: Path, record: dict[str, Any]) -> dict[str, Any] | 
     return summary
 
 
-def write_summary(path: Path, outcomes: Sequence[PairOutcome]) -> Path:
-    """Write summary.csv atomically."""
+def summary_csv(outcomes: Sequence[PairOutcome]) -> str:
+    """The text of summary.csv for these outcomes (a header row, then one row per pair)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=SUMMARY_FIELDS, lineterminator="\n")
     writer.writeheader()
     for outcome in outcomes:
         writer.writerow(outcome.row())
-    text = buffer.getvalue()
+    return buffer.getvalue()
+
+
+def write_summary(path: Path, outcomes: Sequence[PairOutcome]) -> Path:
+    """Write summary.csv atomically."""
+    text = summary_csv(outcomes)
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -229,47 +236,72 @@ def _one_line(exc: BaseException) -> str:
     return f"internal error: {type(exc).__name__}: {text}"
 
 
+def settled_outcome(job: PairJob, folder: Path, record: dict[str, Any], resume: bool) -> PairOutcome | None:
+    """The outcome of a pair that needs no model — failed before running (`job.problem`) or,
+    with `resume`, skipped because `folder` is already complete for `record` — else None."""
+    if job.problem:
+        return PairOutcome(job.name, "failed", error=job.problem)
+    stored = completed_summary(folder, record) if resume else None
+    if stored is None:
+        return None
+    return PairOutcome(job.name, "skipped", stored.get("changed_fraction"), stored.get("region_count"),
+                       stored.get("timings_ms", {}).get("total"))
+
+
+def process_pair(backend: ProbaBackend, job: PairJob, out: Path, options: DetectOptions, resume: bool,
+                 model: str, on_tile: TileCallback | None = None) -> PairOutcome:
+    """Detect one batch pair into ``out/<name>/``, or skip or fail it; never raises for a bad pair.
+
+    The body of `run_batch`, shared with distributed runs (`changeseg.distributed`), so a pair
+    folder is written, recognised as complete and reported the same way everywhere.
+    """
+    folder = out / job.name
+    record = settings_record(job, options, model)
+    settled = settled_outcome(job, folder, record, resume)
+    if settled is not None:
+        return settled
+    started = time.perf_counter()
+    try:
+        clear_owned_outputs(folder)  # regions.json first: incomplete until rewritten last
+        assert job.reference is not None and job.comparison is not None
+        pair = load_pair(job.reference, job.comparison, options)
+        summary = detect_to_folder(backend, pair, folder, options, extra={"batch": record}, on_tile=on_tile)
+        return PairOutcome(job.name, "done", summary["changed_fraction"], summary["region_count"],
+                           (time.perf_counter() - started) * 1e3)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # one bad pair must not stop the run
+        if os.environ.get("CHANGESEG_DEBUG"):
+            raise
+        return failed_outcome(job.name, exc, (time.perf_counter() - started) * 1e3)
+
+
+def failed_outcome(name: str, exc: Exception, ms: float) -> PairOutcome:
+    """The outcome of a pair whose processing raised `exc` after `ms` milliseconds: its error in one line."""
+    return PairOutcome(name, "failed", ms=ms, error=_one_line(exc))
+
+
 def run_batch(backend: ProbaBackend, jobs: Sequence[PairJob], out_dir: str | os.PathLike,
               options: DetectOptions | None = None, resume: bool = True, model: str = "",
               on_pair: Callable[[PairOutcome, int, int], None] | None = None,
-              on_tile: TileCallback | None = None) -> BatchReport:
+              on_tile: TileCallback | None = None, overlap: bool = True) -> BatchReport:
     """Detect every pair into ``out_dir/<name>/``; never stops at a bad pair (see the module docstring).
 
     With `resume`, pairs whose folder is already complete for the same inputs, `model` and
-    options are skipped. `on_pair(outcome, index, total)` is called after each pair.
+    options are skipped. `on_pair(outcome, index, total)` is called after each pair. With
+    `overlap` (the default) the next pair is read and the last one written while the model runs
+    (`changeseg.inference.batch_pipeline`); the results are the same as one pair at a time.
     """
+    if overlap:
+        from changeseg.inference.batch_pipeline import run_batch_overlapped
+
+        return run_batch_overlapped(backend, jobs, out_dir, options, resume, model, on_pair, on_tile)
     options = options or DetectOptions()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_output_folder(out_dir)
     report = BatchReport(summary_path=out / SUMMARY_FILE)
     model = model or str(getattr(backend, "name", ""))
     for index, job in enumerate(jobs):
-        folder = out / job.name
-        record = settings_record(job, options, model)
-        outcome: PairOutcome
-        stored = completed_summary(folder, record) if resume and not job.problem else None
-        if job.problem:
-            outcome = PairOutcome(job.name, "failed", error=job.problem)
-        elif stored is not None:
-            outcome = PairOutcome(job.name, "skipped", stored.get("changed_fraction"),
-                                  stored.get("region_count"), stored.get("timings_ms", {}).get("total"))
-        else:
-            started = time.perf_counter()
-            (folder / "regions.json").unlink(missing_ok=True)  # incomplete until rewritten last
-            try:
-                assert job.reference is not None and job.comparison is not None
-                pair = load_pair(job.reference, job.comparison, options)
-                summary = detect_to_folder(backend, pair, folder, options, extra={"batch": record},
-                                           on_tile=on_tile)
-                outcome = PairOutcome(job.name, "done", summary["changed_fraction"], summary["region_count"],
-                                      (time.perf_counter() - started) * 1e3)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # one bad pair must not stop the run
-                if os.environ.get("CHANGESEG_DEBUG"):
-                    raise
-                outcome = PairOutcome(job.name, "failed", ms=(time.perf_counter() - started) * 1e3,
-                                      error=_one_line(exc))
+        outcome = process_pair(backend, job, out, options, resume, model, on_tile)
         report.outcomes.append(outcome)
         write_summary(report.summary_path, report.outcomes)
         if on_pair is not None:

@@ -45,6 +45,7 @@ from changeseg.inference.onnx_runtime import INPUT_NAMES, ONNX_FILE, OUTPUT_NAME
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.io.checkpoints import CONFIG_FILE
 from changeseg.io.images import atomic_write, write_json
+from changeseg.labels import is_change
 from changeseg.models.model import PAD_MULTIPLE, ChangeSegModel
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -191,7 +192,8 @@ def verify_onnx(model: bytes | str | os.PathLike, graph: nn.Module, shape: tuple
     if not np.isfinite(got).all():
         raise ExportCheckError("ONNX check failed: onnxruntime returned non-finite probabilities")
     max_diff = float(np.abs(got - expected).max())
-    agreement = float(np.mean(((1 - got[:, 0]) > threshold) == ((1 - expected[:, 0]) > threshold)))
+    decided = [is_change(1 - probs[:, 0], threshold) for probs in (got, expected)]
+    agreement = float(np.mean(decided[0] == decided[1]))
     if max_diff > tolerance:
         raise ExportCheckError(f"ONNX check failed: onnxruntime and PyTorch disagree on a seeded {size} "
                                f"pair by up to {max_diff:.2e} in probability (tolerance {tolerance:.0e}); "

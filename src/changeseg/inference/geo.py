@@ -13,27 +13,59 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from changeseg.errors import InputError
-from changeseg.inference.pipeline import backend_min_area, backend_threshold, check_channels
+from changeseg.inference.backend import ProbaBackend, backend_min_area, backend_threshold, check_channels
 from changeseg.inference.tiling import (
     DEFAULT_TILE_SIZE,
-    ProbaBackend,
     StreamingRegions,
+    Tile,
     TileCallback,
+    TilePredictor,
     TilingOptions,
+    change_classes,
     iter_blended_strips,
 )
 from changeseg.io import geotiff
 from changeseg.io.images import write_json
+from changeseg.io.scaling import apply_range, resolve_scaling, sampled_rows, value_range
+from changeseg.labels import is_change
 
 # Regions whose bounding box exceeds this many pixels are traced from a decimated read.
 MAX_POLYGON_PIXELS = 4096 * 4096
+
+
+@dataclass(frozen=True)
+class WindowedPair:
+    """What another process needs to read and prepare the tiles of a windowed pair exactly as
+    `detect_geotiff_windowed` does (`read_prepared_tile`): the inputs, the band selection, the
+    raw value ranges the scaling maps to 0–1 (estimated once, here), the size and the tiling."""
+
+    reference: str
+    comparison: str
+    bands: str | tuple[int | str, ...] | None
+    reference_range: tuple[float, float] | None
+    comparison_range: tuple[float, float] | None
+    height: int
+    width: int
+    tiling: TilingOptions
+
+
+def read_prepared_tile(backend: ProbaBackend, reference: geotiff.GeoRaster, comparison: geotiff.GeoRaster,
+                       reference_range: tuple[float, float] | None,
+                       comparison_range: tuple[float, float] | None, tile: Tile
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """One tile window of both rasters, adapted to the model (`backend.prepare`) and scaled to 0–1."""
+    r = reference.read(tile.y, tile.x, tile.height, tile.width)
+    c = comparison.read(tile.y, tile.x, tile.height, tile.width)
+    return (apply_range(backend.prepare(r, "reference"), reference_range),  # type: ignore[attr-defined]
+            apply_range(backend.prepare(c, "comparison"), comparison_range))  # type: ignore[attr-defined]
 
 
 def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
@@ -41,14 +73,22 @@ def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
                             bands: str | Sequence[int | str] | None = None, threshold: float | None = None,
                             min_area: int | None = None, tiling: TilingOptions | None = None,
                             extra: dict[str, Any] | None = None,
-                            on_tile: TileCallback | None = None) -> dict[str, Any]:
+                            on_tile: TileCallback | None = None, scale: str | None = None,
+                            tile_predictor: Callable[[WindowedPair], TilePredictor] | None = None
+                            ) -> dict[str, Any]:
     """Detect changes in a GeoTIFF pair window by window; write mask.tif, probability.tif,
     regions.geojson and regions.json (last) into `out_dir`; return the regions.json summary.
 
     mask.tif: 0 unchanged, 1 changed (typed models: the class index), 255 nodata/unknown.
     probability.tif: float32 probability of any change. Both carry the reference's CRS and
     transform. The pair must share CRS and footprint. `threshold` and `min_area` default to
-    the model's own.
+    the model's own; `scale` is the radiometric scaling (`changeseg.io.scaling`),
+    whose percentiles are estimated here from evenly spaced rows of each raster.
+
+    `tile_predictor(pair)`, when given, returns the function that predicts each batch of tiles
+    (see `iter_blended_strips`) — e.g. on the workers of a Ray cluster
+    (`changeseg.distributed.raster`); everything else, blending and writing included, stays here,
+    so the outputs are those of the single-machine path.
     """
     started = time.perf_counter()
     tiling = tiling or TilingOptions()
@@ -72,10 +112,16 @@ def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
         has_nodata = any(v is not None for v in ref.nodata + cmp.nodata)
         out.mkdir(parents=True, exist_ok=True)
 
-        def read_tile(tile: Any) -> tuple[np.ndarray, np.ndarray]:
-            r = ref.read(tile.y, tile.x, tile.height, tile.width)
-            c = cmp.read(tile.y, tile.x, tile.height, tile.width)
-            return backend.prepare(r, "reference"), backend.prepare(c, "comparison")  # type: ignore[attr-defined]
+        ref_range, cmp_range = (_raster_range(backend, raster, scale) for raster in (ref, cmp))
+
+        def read_tile(tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+            return read_prepared_tile(backend, ref, cmp, ref_range, cmp_range, tile)
+
+        predict_tiles = None
+        if tile_predictor is not None:
+            predict_tiles = tile_predictor(WindowedPair(
+                str(reference), str(comparison), geotiff.parse_bands(bands), ref_range, cmp_range, height,
+                width, TilingOptions(tile_size, overlap, tiling.batch_size)))
 
         fd, labels_name = tempfile.mkstemp(prefix=".labels.", suffix=".tif", dir=out)
         os.close(fd)
@@ -89,19 +135,22 @@ def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
             labels_writer = geotiff.GeoTiffWriter(labels_path, georef, 2 if typed else 1, np.int32)
             try:
                 for top, strip in iter_blended_strips(backend, read_tile, height, width, tile_size,
-                                                      overlap, tiling.batch_size, on_tile=on_tile):
+                                                      overlap, tiling.batch_size, on_tile=on_tile,
+                                                      predict_tiles=predict_tiles):
                     rows = strip.shape[1]
                     probability = 1.0 - strip[0]
+                    changed = is_change(probability, threshold)
                     unknown = None
                     if has_nodata:
                         unknown = _strip_nodata(ref, cmp, top, rows)
                         if unknown is not None:
                             probability[unknown] = 0.0
+                            changed &= ~unknown
                             unknown_pixels += int(unknown.sum())
-                    class_map = (strip[1:].argmax(axis=0) + 1).astype(np.int32) if typed else None
+                    class_map = change_classes(strip) if typed else None
                     if streaming is None:
                         streaming = StreamingRegions(width, len(class_names))
-                    labels = streaming.add_strip(top, probability > threshold, probability, class_map)
+                    labels = streaming.add_strip(top, changed, probability, class_map)
                     if unknown is not None:
                         labels[unknown] = -1
                     probability_writer.write_rows(top, probability[None])
@@ -144,6 +193,15 @@ def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
     summary.update(extra or {})
     write_json(out / "regions.json", summary)
     return summary
+
+
+def _raster_range(backend: Any, raster: geotiff.GeoRaster, scale: str | None) -> tuple[float, float] | None:
+    """The raw values a raster's scaling maps to 0 and 1 (percentiles from sampled rows), or None."""
+    scaling = resolve_scaling(scale, backend, raster.dtype)
+    if scaling.method == "percentile":
+        sample = sampled_rows(raster.read, raster.height, raster.width)
+        return value_range(backend.prepare(sample, raster.name), scaling, raster.nodata_mask(sample))
+    return value_range(np.zeros((1, 1, raster.count), raster.dtype), scaling)
 
 
 def _strip_nodata(ref: geotiff.GeoRaster, cmp: geotiff.GeoRaster, top: int, rows: int) -> np.ndarray | None:

@@ -118,18 +118,29 @@ def resolve_onnx_path(name_or_path: str | os.PathLike) -> tuple[Path, Path]:
                           f"{CONFIG_FILE}, or a .onnx file with {CONFIG_FILE} beside it)")
 
 
+def folder_precision(config: CheckpointConfig) -> str:
+    """"int8" for a quantised model folder (its config records `quantization`), else "fp32"."""
+    return "int8" if config.metadata.get("quantization") else "fp32"
+
+
 class OnnxChangeDetector:
-    """A change model exported to ONNX, run by onnxruntime: same interface as `ChangeDetector`."""
+    """A change model exported to ONNX, run by onnxruntime: same interface as `ChangeDetector`.
+
+    `session` is anything with onnxruntime's `get_inputs()`, `get_outputs()` and
+    `run(output_names, feeds)`; the OpenVINO backend (`changeseg.inference.openvino_runtime`)
+    passes its own, so both share this class's pre- and post-processing.
+    """
 
     device = "cpu"
-    precision = "fp32"
+    backend_name = "onnx"
 
     def __init__(self, session: Any, config: CheckpointConfig, name: str = "",
-                 trained: bool = True) -> None:
+                 trained: bool = True, precision: str | None = None) -> None:
         self.session = session
         self.config = config
         self.name = name
         self.trained = trained
+        self.precision = precision or folder_precision(config)
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = [o.name for o in session.get_outputs()]
         if not set(INPUT_NAMES) <= set(inputs) or OUTPUT_NAME not in outputs:
@@ -189,14 +200,16 @@ class OnnxChangeDetector:
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
-                align: bool | str | AlignOptions = False, tta: bool = False) -> ChangeResult:
+                align: bool | str | AlignOptions = False, tta: bool = False,
+                scale: str | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         Same contract as `ChangeDetector.predict`, through the same torch-free pipeline:
         `threshold` (default: the model's own), `min_area`, `resize`, tiling of images larger
-        than `tile_size`, `align` (register the comparison onto the reference first) and `tta`
-        (average over a mirrored and a swapped view).
+        than `tile_size`, `align` (register the comparison onto the reference first), `tta`
+        (average over a mirrored and a swapped view) and `scale` (raw values to 0–1).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
         backend = TestTimeAugmented(self) if tta else self
-        return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align)
+        return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align,
+                           scale=scale)

@@ -1,15 +1,10 @@
 """One pair, any backend: read → (align) → (tiled) predict → result → output folder.
 
-Torch-free: it works with any *backend* object that has
-
-- ``prepare(image, name) -> H×W×C array`` (read an image and adapt its channels),
-- ``predict_proba(reference, comparison) -> K×H×W`` probabilities,
-- ``class_names``, and optionally ``name``, ``trained`` and ``config.threshold``,
-
-which both the PyTorch `ChangeDetector` and the ONNX runtime provide. `detect_pair` returns a
+Torch-free: it works with any *backend* (see `changeseg.inference.backend`), which both the
+PyTorch `ChangeDetector` and the ONNX runtime are. `detect_pair` returns a
 `ChangeResult`; `load_pair` + `detect_to_folder` add GeoTIFF handling (grid checks, nodata,
-GeoTIFF/GeoJSON outputs, the windowed path for large rasters) and write the output folder
-with regions.json last, so its presence marks a complete folder.
+GeoTIFF/GeoJSON outputs, the windowed paths for large GeoTIFF pairs and large image files)
+and write the output folder with regions.json last, so its presence marks a complete folder.
 """
 
 from __future__ import annotations
@@ -23,13 +18,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from changeseg.errors import InputError
-from changeseg.inference.align import AlignOptions, align_pair
-from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities
-from changeseg.inference.tiling import ProbaBackend, TileCallback, TilingOptions, predict_proba_auto
-from changeseg.io.images import ImageLike, read_image
+from changeseg.errors import InputError, PixelLimitError
+from changeseg.inference.align import AlignOptions, align_pair, fill_uncovered
+from changeseg.inference.backend import ProbaBackend, backend_min_area, backend_threshold, check_channels
+from changeseg.inference.outputs import prepare_output_folder
+from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities, size_mismatch
+from changeseg.inference.tiling import TileCallback, TilingOptions, predict_proba_auto
+from changeseg.io.images import DEFAULT_MAX_PIXELS, ImageLike, image_header, read_image, to_float
+from changeseg.io.scaling import Scaling, resolve_scaling, scale_image
 
-# GeoTIFF pairs larger than this (pixels) take the windowed path unless told otherwise.
+# GeoTIFF pairs and pairs of image files larger than this (pixels) take the windowed path
+# unless told otherwise (`changeseg.inference.geo`, `changeseg.inference.windowed`).
 WINDOWED_MIN_PIXELS = 16_000_000
 
 
@@ -44,7 +43,10 @@ class DetectOptions:
     tiling: TilingOptions = field(default_factory=TilingOptions)
     align: AlignOptions | None = None  # None: the pair must already be aligned
     save_probability: bool = False
-    windowed: bool | None = None  # GeoTIFF pairs: None = automatic (above WINDOWED_MIN_PIXELS)
+    windowed: bool | None = None  # None = automatic (above WINDOWED_MIN_PIXELS)
+    scale: str | None = None  # radiometric scaling spec (changeseg.io.scaling); None: "auto"
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused before decoding
+    save_branches: bool = False  # also write the MTF branch activation maps (branches/)
 
 
 @dataclass
@@ -75,81 +77,113 @@ def align_options(align: bool | str | AlignOptions | None) -> AlignOptions | Non
     raise InputError(f"align must be a bool, a method name or AlignOptions, got {type(align).__name__}")
 
 
-def backend_threshold(backend: Any) -> float:
-    """The backend's own decision threshold (config.threshold), 0.5 when it has none."""
-    return float(getattr(getattr(backend, "config", None), "threshold", 0.5))
+@dataclass
+class PreparedPair:
+    """A pair read, scaled and (optionally) aligned onto the reference grid, ready to predict."""
+
+    reference: np.ndarray
+    comparison: np.ndarray
+    unknown: np.ndarray | None = None  # H×W bool, reference grid: pixels that cannot be judged
+    alignment: dict[str, Any] | None = None  # the alignment report when the pair was registered
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+    ready: float | None = None  # when preparing ended (None: not yet)
+
+    @property
+    def prepare_ms(self) -> float:
+        """Milliseconds spent reading, scaling and aligning the pair."""
+        return ((self.ready if self.ready is not None else time.perf_counter()) - self.started) * 1e3
 
 
-def backend_min_area(backend: Any) -> int:
-    """The backend's own minimum region area (config.metadata["min_area"]), 0 when it has none.
+def prepare_pair(backend: ProbaBackend, reference: ImageLike, comparison: ImageLike, resize: bool = False,
+                 align: bool | str | AlignOptions | None = None, unknown: np.ndarray | None = None,
+                 comparison_unknown: np.ndarray | None = None, scale: str | Scaling | None = None
+                 ) -> PreparedPair:
+    """Read both images, scale them (`changeseg.io.scaling`), and align or size-check them.
 
-    A model whose regions are scored as detections (e.g. `pcb`) records the minimum area
-    chosen with its threshold on its validation split.
-    """
-    metadata = getattr(getattr(backend, "config", None), "metadata", None) or {}
-    return int(metadata.get("min_area", 0))
-
-
-def detect_pair(backend: ProbaBackend, reference: ImageLike, comparison: ImageLike,
-                threshold: float | None = None, min_area: int | None = None, resize: bool = False,
-                tiling: TilingOptions | None = None, align: bool | str | AlignOptions | None = None,
-                unknown: np.ndarray | None = None, comparison_unknown: np.ndarray | None = None,
-                on_tile: TileCallback | None = None) -> ChangeResult:
-    """Detect changes between two images with any backend (see the module docstring).
-
-    Images larger than `tiling.tile_size` are predicted tile by tile. With `align`, the
-    comparison is registered onto the reference first (any sizes) and reference pixels it
-    does not cover become unknown; `unknown` (reference grid) and `comparison_unknown`
-    (comparison grid, warped when aligning) mark nodata pixels. Unknown pixels are never changed.
+    With `align`, the comparison is registered onto the reference (any sizes); reference
+    pixels it does not cover become unknown and take the reference's own values in the
+    warped comparison, so the network sees no difference there and no false change bleeds in
+    from the edge of the overlap. `unknown` (reference grid) and `comparison_unknown`
+    (comparison grid, warped when aligning) mark nodata pixels.
     """
     started = time.perf_counter()
     ref = backend.prepare(reference, "reference")  # type: ignore[attr-defined]
     cmp = backend.prepare(comparison, "comparison")  # type: ignore[attr-defined]
+    ref = scale_image(ref, resolve_scaling(scale, backend, ref.dtype), unknown)
+    cmp_ignore = comparison_unknown if comparison_unknown is not None and \
+        comparison_unknown.shape == cmp.shape[:2] else None
+    cmp = scale_image(cmp, resolve_scaling(scale, backend, cmp.dtype), cmp_ignore)
+    if ref.dtype != cmp.dtype:  # e.g. an 8-bit and a 16-bit file: compare them on one 0–1 scale
+        ref, cmp = to_float(ref), to_float(cmp)
     options = align_options(align)
-    timings: dict[str, float] = {}
-    report = None
+    prepared = PreparedPair(ref, cmp, started=started)
     if options is not None:
         aligned_at = time.perf_counter()
         alignment = align_pair(ref, cmp, options)
-        cmp = alignment.warped
         outside = alignment.unknown
         if comparison_unknown is not None:
             height, width = ref.shape[:2]
             warped_nodata = cv2.warpPerspective(comparison_unknown.astype(np.uint8), alignment.homography,
                                                 (width, height), flags=cv2.INTER_NEAREST)
             outside = outside | warped_nodata.astype(bool)
-        unknown = outside if unknown is None else (unknown | outside)
-        report = alignment.report.to_dict()
-        timings["align"] = (time.perf_counter() - aligned_at) * 1e3
+        prepared.comparison = fill_uncovered(alignment.warped, ref, outside)
+        prepared.unknown = outside if unknown is None else (unknown | outside)
+        prepared.alignment = alignment.report.to_dict()
+        prepared.timings_ms["align"] = (time.perf_counter() - aligned_at) * 1e3
     else:
-        cmp = match_size(ref, cmp, resize)
+        prepared.comparison = match_size(ref, cmp, resize)
+        prepared.unknown = unknown
         if comparison_unknown is not None and comparison_unknown.shape == ref.shape[:2]:
-            unknown = comparison_unknown if unknown is None else (unknown | comparison_unknown)
-    loaded = time.perf_counter()
-    probs = predict_proba_auto(backend, ref, cmp, tiling, on_tile)
-    inferred = time.perf_counter()
+            prepared.unknown = comparison_unknown if unknown is None else (unknown | comparison_unknown)
+    prepared.ready = time.perf_counter()
+    return prepared
+
+
+def predict_prepared(backend: ProbaBackend, prepared: PreparedPair, threshold: float | None = None,
+                     min_area: int | None = None, tiling: TilingOptions | None = None,
+                     on_tile: TileCallback | None = None) -> ChangeResult:
+    """Predict a prepared pair (tiled when large) and turn the probabilities into a ChangeResult."""
+    inferred_at = time.perf_counter()
+    probs = predict_proba_auto(backend, prepared.reference, prepared.comparison, tiling, on_tile)
+    return result_of(backend, prepared, probs, threshold, min_area, (time.perf_counter() - inferred_at) * 1e3)
+
+
+def result_of(backend: ProbaBackend, prepared: PreparedPair, probs: np.ndarray,
+              threshold: float | None = None, min_area: int | None = None, inference_ms: float = 0.0
+              ) -> ChangeResult:
+    """The ChangeResult of a prepared pair's class probabilities (`predict_proba_auto`), with its
+    timings: read (+ align), `inference_ms`, postprocess, and their total."""
+    finishing = time.perf_counter()
     threshold = backend_threshold(backend) if threshold is None else float(threshold)
     min_area = backend_min_area(backend) if min_area is None else int(min_area)
-    result = result_from_probabilities(probs, cmp, threshold, min_area,
+    result = result_from_probabilities(probs, prepared.comparison, threshold, min_area,
                                        list(backend.class_names),  # type: ignore[attr-defined]
                                        getattr(backend, "name", ""), getattr(backend, "trained", True),
-                                       unknown)
-    result.alignment = report
-    result.timings_ms = {"read": (loaded - started) * 1e3 - sum(timings.values()), **timings,
-                         "inference": (inferred - loaded) * 1e3,
-                         "postprocess": (time.perf_counter() - inferred) * 1e3,
-                         "total": (time.perf_counter() - started) * 1e3}
+                                       prepared.unknown)
+    result.alignment = prepared.alignment
+    timings = prepared.timings_ms
+    prepare_ms = prepared.prepare_ms
+    postprocess_ms = (time.perf_counter() - finishing) * 1e3
+    result.timings_ms = {"read": prepare_ms - sum(timings.values()), **timings, "inference": inference_ms,
+                         "postprocess": postprocess_ms, "total": prepare_ms + inference_ms + postprocess_ms}
     return result
 
 
-def check_channels(backend: Any, image: np.ndarray, name: str, source: Any = None) -> None:
-    """Fail early, with a hint about band selection, when the model cannot take the image's bands."""
-    try:
-        backend.prepare(np.zeros((1, 1, image.shape[2]), image.dtype), name)
-    except InputError as exc:
-        where = f" {source}" if source is not None else ""
-        raise InputError(f"{name}{where} has {image.shape[2]} band(s): {exc}; select bands with --bands "
-                         "(bands=...), e.g. --bands 4,3,2 for Sentinel-2 RGB") from None
+def detect_pair(backend: ProbaBackend, reference: ImageLike, comparison: ImageLike,
+                threshold: float | None = None, min_area: int | None = None, resize: bool = False,
+                tiling: TilingOptions | None = None, align: bool | str | AlignOptions | None = None,
+                unknown: np.ndarray | None = None, comparison_unknown: np.ndarray | None = None,
+                on_tile: TileCallback | None = None, scale: str | Scaling | None = None) -> ChangeResult:
+    """Detect changes between two images with any backend (see the module docstring).
+
+    `prepare_pair` reads, scales (`scale`, default "auto": the model's own) and aligns or
+    size-checks the pair; `predict_prepared` predicts it, tile by tile when it is larger than
+    `tiling.tile_size`. Unknown pixels (outside an alignment's overlap, nodata) are never changed.
+    """
+    prepared = prepare_pair(backend, reference, comparison, resize, align, unknown, comparison_unknown,
+                            scale)
+    return predict_prepared(backend, prepared, threshold, min_area, tiling, on_tile)
 
 
 def _is_path(source: Any) -> bool:
@@ -162,7 +196,8 @@ def load_pair(reference: ImageLike, comparison: ImageLike, options: DetectOption
 
     GeoTIFFs (files or band folders) keep their georeference and nodata; a GeoTIFF pair must
     share CRS and footprint unless it is aligned or resized; large GeoTIFF pairs are only
-    opened and checked here, for the windowed path.
+    opened and checked here, for the windowed path. Image files over `options.max_pixels`
+    are refused from their headers, before they are decoded.
     """
     from changeseg.io import geotiff
 
@@ -172,22 +207,67 @@ def load_pair(reference: ImageLike, comparison: ImageLike, options: DetectOption
     bands = geotiff.parse_bands(options.bands)
     if ref_geo and cmp_geo:
         return _load_geotiff_pair(Path(reference), Path(comparison), bands, options)  # type: ignore[arg-type]
+    if not ref_geo and not cmp_geo and _is_path(reference) and _is_path(comparison):
+        windowed = _windowed_image_pair(Path(reference), Path(comparison), options)  # type: ignore[arg-type]
+        if windowed is not None:
+            return windowed
     georef = unknown = comparison_unknown = labels = None
     if ref_geo:
-        ref, georef, unknown = geotiff.read_geotiff(reference, bands, "reference")  # type: ignore[arg-type]
+        ref, georef, unknown, _ = _read_raster(reference, bands, "reference", options.max_pixels)
     else:
-        ref = geotiff.select_bands(read_image(reference, "reference"), bands, "reference")
+        ref = geotiff.select_bands(read_image(reference, "reference", options.max_pixels), bands, "reference")
     if cmp_geo:
-        with geotiff.gdal_env(), geotiff.GeoRaster(comparison, bands, "comparison") as raster:  # type: ignore[arg-type]
-            cmp = raster.read()
-            comparison_unknown, labels = raster.nodata_mask(cmp), raster.band_labels
+        cmp, _, comparison_unknown, labels = _read_raster(comparison, bands, "comparison", options.max_pixels)
     else:
-        cmp = geotiff.select_bands(read_image(comparison, "comparison"), bands, "comparison")
+        cmp = geotiff.select_bands(read_image(comparison, "comparison", options.max_pixels), bands,
+                                   "comparison")
     if options.align is None:
         cmp = match_size(ref, cmp, options.resize)
         if comparison_unknown is not None and comparison_unknown.shape != ref.shape[:2]:
             comparison_unknown = None  # resized: its nodata no longer lines up
     return PairInput(ref, cmp, georef, unknown, comparison_unknown, band_labels=labels)
+
+
+def _windowed_image_pair(reference: Path, comparison: Path, options: DetectOptions) -> PairInput | None:
+    """A pair of large image files for the windowed image path (`changeseg.inference.windowed`):
+    headers read and checked, nothing decoded; None to read the pair whole.
+
+    Automatic above `WINDOWED_MIN_PIXELS` for a pair that is neither aligned, resized nor drawn
+    as branch maps; `options.windowed` forces it on or off.
+    """
+    if options.windowed is False:
+        return None
+    ref = image_header(reference, "reference", options.max_pixels)
+    cmp = image_header(comparison, "comparison", options.max_pixels)
+    in_memory_only = options.align is not None or options.resize or options.save_branches
+    if options.windowed is None and (in_memory_only or ref.pixels <= WINDOWED_MIN_PIXELS):
+        return None
+    if options.align is not None or options.resize:
+        raise InputError("--align and --resize are not available on the windowed path; "
+                         "pass --no-windowed to process the pair in memory")
+    if ref.oriented_size != cmp.oriented_size:
+        raise size_mismatch(ref.oriented_size, cmp.oriented_size)
+    return PairInput(None, None, windowed=True, reference_path=reference, comparison_path=comparison)
+
+
+def check_raster_pixels(raster: Any, max_pixels: int | None, name: str) -> None:
+    """Refuse a GeoTIFF (or band folder) to be read whole when it has more than `max_pixels` pixels."""
+    pixels = raster.width * raster.height
+    if max_pixels is not None and pixels > max_pixels:
+        raise PixelLimitError(f"{name}: {raster.path} is {raster.width}×{raster.height} = {pixels:,} pixels, "
+                              f"over the limit of {max_pixels:,} pixels for reading a raster whole "
+                              "(a GeoTIFF pair is processed in windows with --windowed)")
+
+
+def _read_raster(path: Any, bands: tuple[int | str, ...] | None, name: str, max_pixels: int | None
+                 ) -> tuple[np.ndarray, Any, np.ndarray | None, list[str]]:
+    """A whole GeoTIFF or band folder: (image, georeference, nodata mask or None, band labels)."""
+    from changeseg.io import geotiff
+
+    with geotiff.gdal_env(), geotiff.GeoRaster(path, bands, name) as raster:
+        check_raster_pixels(raster, max_pixels, name)
+        image = raster.read()
+        return image, raster.georef, raster.nodata_mask(image), raster.band_labels
 
 
 def _load_geotiff_pair(reference: Path, comparison: Path, bands: tuple[int | str, ...] | None,
@@ -207,6 +287,8 @@ def _load_geotiff_pair(reference: Path, comparison: Path, bands: tuple[int | str
             geotiff.check_same_grid(ref.georef, cmp.georef)
             return PairInput(None, None, ref.georef, windowed=True, reference_path=reference,
                              comparison_path=comparison)
+        check_raster_pixels(ref, options.max_pixels, "reference")
+        check_raster_pixels(cmp, options.max_pixels, "comparison")
         both_georeferenced = ref.georef.georeferenced and cmp.georef.georeferenced
         if options.align is None and not options.resize and both_georeferenced:
             geotiff.check_same_grid(ref.georef, cmp.georef)  # plain TIFFs: match_size below
@@ -245,33 +327,115 @@ def detect_to_folder(backend: ProbaBackend, pair: PairInput, out_dir: str | os.P
 
     Always: mask.png, overlay.png, regions.json (last) and, on request, probability.png;
     unknown.png when pixels could not be judged; for georeferenced input also mask.tif,
-    probability.tif and regions.geojson. The windowed path writes only the GeoTIFFs, the
-    GeoJSON and regions.json.
+    probability.tif and regions.geojson; with `options.save_branches` the branch activation
+    maps in branches/. The windowed GeoTIFF path writes only the GeoTIFFs, the GeoJSON and
+    regions.json. Outputs an earlier run left in the folder are removed first
+    (`changeseg.inference.outputs`); a folder that cannot be written is an OutputError.
+
+    The work comes in three stages, which a batch run overlaps across pairs
+    (`changeseg.inference.batch_pipeline`): `prepare_loaded` (read, scale, align),
+    `infer_prepared` (the model) and `write_inference` (regions and files); a windowed pair is
+    one stage, `detect_windowed`.
     """
     options = options or DetectOptions()
     if pair.windowed:
-        from changeseg.inference.geo import detect_geotiff_windowed
+        return detect_windowed(backend, pair, out_dir, options, extra, on_tile)
+    inference = infer_prepared(backend, prepare_loaded(backend, pair, options), options, on_tile)
+    return write_inference(backend, pair, inference, out_dir, options, extra)
 
-        assert pair.reference_path is not None and pair.comparison_path is not None
-        return detect_geotiff_windowed(backend, pair.reference_path, pair.comparison_path, out_dir,
-                                       bands=options.bands, threshold=options.threshold,
-                                       min_area=options.min_area, tiling=options.tiling, extra=extra,
-                                       on_tile=on_tile)
+
+def detect_windowed(backend: ProbaBackend, pair: PairInput, out_dir: str | os.PathLike,
+                    options: DetectOptions, extra: dict[str, Any] | None = None,
+                    on_tile: TileCallback | None = None) -> dict[str, Any]:
+    """Detect a pair that `load_pair` left on disk (`pair.windowed`): large image files through
+    `changeseg.inference.windowed`, large GeoTIFF pairs through `changeseg.inference.geo`."""
+    from changeseg.inference.geo import detect_geotiff_windowed
+
+    assert pair.reference_path is not None and pair.comparison_path is not None
+    if options.save_branches:
+        raise InputError("--save-branches needs the pair in memory; pass --no-windowed (and crop a "
+                         "large raster) to draw branch maps")
+    prepare_output_folder(out_dir)
+    if pair.georef is None:  # image files (PNG, JPEG, …): decoded once each and spooled to disk
+        from changeseg.inference.windowed import detect_images_windowed
+
+        return detect_images_windowed(backend, pair.reference_path, pair.comparison_path, out_dir,
+                                      bands=options.bands, threshold=options.threshold,
+                                      min_area=options.min_area, tiling=options.tiling,
+                                      save_probability=options.save_probability, scale=options.scale,
+                                      max_pixels=options.max_pixels, extra=extra, on_tile=on_tile)
+    return detect_geotiff_windowed(backend, pair.reference_path, pair.comparison_path, out_dir,
+                                   bands=options.bands, threshold=options.threshold,
+                                   min_area=options.min_area, tiling=options.tiling, extra=extra,
+                                   on_tile=on_tile, scale=options.scale)
+
+
+def prepare_loaded(backend: ProbaBackend, pair: PairInput, options: DetectOptions) -> PreparedPair:
+    """Stage 1 of `detect_to_folder`: check the bands, scale and align (or size-check) a loaded pair."""
     assert pair.reference is not None and pair.comparison is not None
     if pair.reference.shape[2] > 4:
         check_channels(backend, pair.reference, "reference")
-    result = detect_pair(backend, pair.reference, pair.comparison, options.threshold, options.min_area,
-                         options.resize, options.tiling, options.align, pair.unknown,
-                         pair.comparison_unknown, on_tile)
+    return prepare_pair(backend, pair.reference, pair.comparison, options.resize, options.align,
+                        pair.unknown, pair.comparison_unknown, options.scale)
+
+
+@dataclass
+class Inference:
+    """What the model made of a prepared pair: class probabilities (and branch maps when asked for)."""
+
+    prepared: PreparedPair
+    probabilities: np.ndarray  # K×H×W float32
+    inference_ms: float
+    branch_maps: tuple[list[dict[str, np.ndarray]], list[int]] | None = None
+
+
+def infer_prepared(backend: ProbaBackend, prepared: PreparedPair, options: DetectOptions,
+                   on_tile: TileCallback | None = None) -> Inference:
+    """Stage 2 of `detect_to_folder`, the model's: class probabilities (tiled when large) and,
+    with `options.save_branches`, the branch activation maps."""
+    branch_maps = None
+    if options.save_branches:
+        from changeseg.inference.branches import branch_maps_of, check_branch_size
+
+        check_branch_size(prepared.reference.shape, options.tiling.tile_size)
+        branch_maps = branch_maps_of(backend, prepared.reference, prepared.comparison)
+    started = time.perf_counter()
+    probs = predict_proba_auto(backend, prepared.reference, prepared.comparison, options.tiling, on_tile)
+    return Inference(prepared, probs, (time.perf_counter() - started) * 1e3, branch_maps)
+
+
+def write_inference(backend: ProbaBackend, pair: PairInput, inference: Inference, out_dir: str | os.PathLike,
+                    options: DetectOptions, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Stage 3 of `detect_to_folder`: regions and mask from the probabilities, then the output
+    folder (cleared of an earlier run's outputs, regions.json last); returns the summary."""
+    prepared = inference.prepared
+    result = result_of(backend, prepared, inference.probabilities, options.threshold, options.min_area,
+                       inference.inference_ms)
     shown = result.comparison
     if shown.shape[2] not in (1, 3, 4) or (pair.band_labels is not None and shown.dtype != np.uint8):
         from changeseg.io.geotiff import display_rgb
 
         result.comparison = display_rgb(result.comparison, pair.band_labels)  # for overlay.png only
     extra = dict(extra or {})
-    hook = None
+    hooks = []
     if pair.georef is not None and pair.georef.georeferenced:
         extra["georeference"] = pair.georef.to_dict()
-        hook = _geo_outputs(result, pair.georef)
-    result.save(out_dir, save_probability=options.save_probability, extra=extra, before_summary=hook)
+        hooks.append(_geo_outputs(result, pair.georef))
+    if inference.branch_maps is not None:
+        hooks.append(_branch_outputs(*inference.branch_maps, prepared.reference.shape[:2]))
+    prepare_output_folder(out_dir)
+    result.save(out_dir, save_probability=options.save_probability, extra=extra,
+                before_summary=_chain(hooks) if hooks else None)
     return {**result.summary(), **extra}
+
+
+def _branch_outputs(levels: list[dict[str, np.ndarray]], strides: list[int], size: tuple[int, int]) -> Any:
+    """A `before_summary` hook writing branches/level<k>_<branch>.png and branches.json."""
+    from changeseg.inference.branches import write_branch_maps
+
+    return lambda out: write_branch_maps(out, levels, strides, size)
+
+
+def _chain(hooks: list[Any]) -> Any:
+    """One `before_summary` hook that runs several and returns every file they wrote."""
+    return lambda out: [path for hook in hooks for path in hook(out)]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import os
-from functools import cache
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from changeseg.errors import CheckpointError, ConfigError, InputError, WeightsNotFoundError
 from changeseg.inference.align import AlignOptions
+from changeseg.inference.backend import cpu_supports_bf16
 from changeseg.inference.pipeline import detect_pair
 from changeseg.inference.result import (  # noqa: F401  (match_size, result_from_probabilities: re-exported)
     ChangeResult,
@@ -21,10 +21,11 @@ from changeseg.inference.result import (  # noqa: F401  (match_size, result_from
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions
 from changeseg.inference.tta import TestTimeAugmented
 from changeseg.io.checkpoints import (
-    CONFIG_FILE,
+    WEIGHTS_FILE,
     CheckpointConfig,
     check_state_dict,
     load_checkpoint,
+    packaged_models,
     save_checkpoint,
 )
 from changeseg.io.images import (
@@ -42,26 +43,10 @@ DEFAULT_MODEL = "default"
 FALLBACK_PRESET = "c3po-mobilenetv2-fcn"
 
 
-@cache
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), where autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def packaged_models() -> dict[str, Path]:
-    """Trained models shipped inside the package, by name."""
-    root = Path(str(resources.files("changeseg") / "weights"))
-    if not root.is_dir():
-        return {}
-    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
-
-
 class ChangeDetector:
     """A change-detection model ready to predict: weights, normalisation, classes, device."""
+
+    backend_name = "torch"
 
     def __init__(self, model: ChangeSegModel, config: CheckpointConfig, device: str = "cpu",
                  precision: str = "auto", name: str = "", trained: bool = True) -> None:
@@ -85,16 +70,29 @@ class ChangeDetector:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str = "cpu",
-                        precision: str = "auto") -> ChangeDetector:
+                        precision: str = "auto", backend: str = "torch") -> Any:
         """Load a checkpoint folder, a packaged trained model by name, or a preset (untrained).
 
         Resolution order: an existing folder; a model shipped in the package; a preset name
         (built with an ImageNet backbone where available and an untrained head, flagged
         `trained=False`); "default" falls back to the default preset while no trained default
         is packaged.
+
+        `backend` other than "torch" ("onnx", "openvino" or "auto") returns that backend's
+        detector instead (`changeseg.inference.loading.load_backend`): same `predict`,
+        `predict_proba`, `prepare` and `class_names`; a packaged model or checkpoint is exported
+        to ONNX once into the user cache. `precision` may then also be "int8".
         """
+        if backend != "torch":
+            from changeseg.inference.loading import BackendSpec, load_backend
+
+            return load_backend(BackendSpec(str(name_or_path), backend, device, precision))
         key = str(name_or_path)
         path = Path(key)
+        exported = path.is_dir() and (path / "model.onnx").is_file() and not (path / WEIGHTS_FILE).is_file()
+        if exported or path.is_file() and path.suffix.lower() == ".onnx":
+            raise CheckpointError(f"{path} is an exported ONNX model, which PyTorch does not run; use "
+                                  "--backend onnx or --backend openvino (in Python: backend=\"onnx\")")
         if path.is_dir():
             return cls._from_folder(path, device, precision, name=str(path))
         packaged = packaged_models()
@@ -182,6 +180,21 @@ class ChangeDetector:
                 logits = self.model(ref, cmp)
             return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
+    def branch_maps(self, reference: np.ndarray, comparison: np.ndarray
+                    ) -> tuple[list[dict[str, np.ndarray]], list[int]]:
+        """Each MTF branch's activation map per used pyramid level, finest level first, and the
+        levels' strides (the patent's Fig. 12; `changeseg.inference.branches` writes them).
+
+        A map is the mean absolute activation over the branch's channels, h×w float32 on the
+        level's grid (of the input padded to a multiple of 32). One fp32 pass, no autocast.
+        """
+        with torch.inference_mode():
+            _, levels = self.model(self._to_tensor(reference), self._to_tensor(comparison),
+                                   return_branches=True)
+        maps = [{branch: activation[0].float().abs().mean(dim=0).cpu().numpy()
+                 for branch, activation in level.items()} for level in levels]
+        return maps, list(self.model.branch_reductions)
+
     def predict_proba(self, reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
         """Class probabilities (num_classes×H×W float32) for two prepared, same-size images."""
         return self._forward_proba(self._to_tensor(reference), self._to_tensor(comparison))[0]
@@ -196,7 +209,8 @@ class ChangeDetector:
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
-                align: bool | str | AlignOptions = False, tta: bool = False) -> ChangeResult:
+                align: bool | str | AlignOptions = False, tta: bool = False,
+                scale: str | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         `threshold` (default: the model's own) applies to the probability of any change;
@@ -209,11 +223,15 @@ class ChangeDetector:
         than `tile_size` pixels (0 = never) are predicted as overlapping tiles of that size
         (`tile_overlap` pixels, default a quarter tile up to 128; `tile_batch` tiles per forward
         pass) blended into one map. `tta` averages over a mirrored and a swapped view
-        (`changeseg.inference.tta`; three forward passes).
+        (`changeseg.inference.tta`; three forward passes). `scale` maps raw pixel values to the
+        model's 0–1 input ("auto", "dtype", "reflectance[:N]", "percentile[:LO,HI]"; default
+        "auto": 8-bit as is, other integer images the model's recorded scaling; see
+        `changeseg.io.scaling`).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
         backend = TestTimeAugmented(self) if tta else self
-        return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align)
+        return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align,
+                           scale=scale)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,13 +21,10 @@ class Region:
     label: str = "changed"
 
     def to_dict(self) -> dict:
-        """A JSON-ready dict of the region."""
-        data = asdict(self)
-        data["box"] = list(self.box)
-        data["centroid"] = [round(c, 2) for c in self.centroid]
-        data["mean_score"] = round(self.mean_score, 4)
-        data["max_score"] = round(self.max_score, 4)
-        return data
+        """A JSON-ready dict of the region (built field by field: a batch writes thousands)."""
+        return {"id": self.id, "box": list(self.box), "area": self.area,
+                "centroid": [round(c, 2) for c in self.centroid], "mean_score": round(self.mean_score, 4),
+                "max_score": round(self.max_score, 4), "label": self.label}
 
 
 def find_regions(mask: np.ndarray, probability: np.ndarray, min_area: int = 0,

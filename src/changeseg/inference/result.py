@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,9 @@ import numpy as np
 
 from changeseg.errors import InputError
 from changeseg.inference.regions import Region, find_regions
-from changeseg.io.images import to_uint8_rgb, write_json, write_png
+from changeseg.inference.tiling import change_classes
+from changeseg.io.images import display_range, to_uint8_rgb, write_json, write_png
+from changeseg.labels import BINARY_CLASSES, is_change
 
 CLASS_COLOURS = {
     "changed": (255, 48, 48),
@@ -33,7 +35,7 @@ class ChangeResult:
     comparison: np.ndarray  # the comparison image as given (H×W×C)
     threshold: float
     class_map: np.ndarray | None = None  # H×W class indices for typed-change models
-    class_names: list[str] = field(default_factory=lambda: ["unchanged", "changed"])
+    class_names: list[str] = field(default_factory=lambda: list(BINARY_CLASSES))
     timings_ms: dict[str, float] = field(default_factory=dict)
     model_name: str = ""
     trained: bool = True
@@ -51,29 +53,17 @@ class ChangeResult:
         return float(self.mask.mean()) if self.mask.size else 0.0
 
     def overlay(self, alpha: float = 0.45) -> np.ndarray:
-        """The comparison image (H×W×3 uint8) with changed regions tinted and outlined."""
-        image = to_uint8_rgb(self.comparison)
-        tinted = image.astype(np.float32)
-        colours = self._pixel_colours()
-        selected = self.mask
-        tinted[selected] = (1 - alpha) * tinted[selected] + alpha * colours[selected]
-        if self.unknown is not None:  # cannot be judged: greyed out
-            tinted[self.unknown] = 0.35 * tinted[self.unknown] + 0.65 * 128.0
-        out = tinted.round().astype(np.uint8)
-        contours, _ = cv2.findContours(self.mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_SIMPLE)
-        thickness = max(1, round(max(self.mask.shape) / 400))
-        cv2.drawContours(out, contours, -1, (255, 255, 0), thickness)
-        return out
+        """The comparison image (H×W×3 uint8) with changed regions tinted and outlined.
 
-    def _pixel_colours(self) -> np.ndarray:
-        colours = np.zeros((*self.mask.shape, 3), np.float32)
-        colours[:] = CLASS_COLOURS["changed"]
-        if self.class_map is not None:
-            for index, name in enumerate(self.class_names):
-                if name in CLASS_COLOURS:
-                    colours[self.class_map == index] = CLASS_COLOURS[name]
-        return colours
+        Built band by band (`overlay_bands`): no float copy of the whole image.
+        """
+        out = np.empty((*self.mask.shape, 3), np.uint8)
+        value_range = display_range(self.comparison)
+        bands = overlay_bands(lambda top, rows: self.comparison[top:top + rows], self.mask,
+                              self.class_map, self.class_names, self.unknown, alpha, value_range)
+        for top, band in bands:
+            out[top:top + len(band)] = band
+        return out
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary: model, threshold, changed fraction, timings and regions.
@@ -82,26 +72,10 @@ class ChangeResult:
         `unknown_fraction` and `unknown_pixels`; aligned pairs carry the `alignment` report.
         """
         height, width = self.mask.shape
-        extra: dict[str, Any] = {}
-        if self.unknown is not None:
-            extra["unknown_fraction"] = round(self.unknown_fraction, 6)
-            extra["unknown_pixels"] = int(self.unknown.sum())
-        if self.alignment is not None:
-            extra["alignment"] = self.alignment
-        return {
-            "model": self.model_name,
-            "trained": self.trained,
-            "width": width,
-            "height": height,
-            "threshold": self.threshold,
-            "changed_fraction": round(self.changed_fraction, 6),
-            "changed_pixels": int(self.mask.sum()),
-            "region_count": len(self.regions),
-            **({"class_names": list(self.class_names)} if self.class_map is not None else {}),
-            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
-            **extra,
-            "regions": [r.to_dict() for r in self.regions],
-        }
+        return summary_record(
+            self.model_name, self.trained, width, height, self.threshold, int(self.mask.sum()), self.regions,
+            self.timings_ms, list(self.class_names) if self.class_map is not None else None,
+            None if self.unknown is None else int(self.unknown.sum()), self.alignment)
 
     def save(self, out_dir: str | os.PathLike, save_probability: bool = False,
              extra: dict[str, Any] | None = None, before_summary: Callable[[Path], list[Path]] | None = None
@@ -117,32 +91,135 @@ class ChangeResult:
         """
         out = Path(out_dir)
         written = [
-            write_png(out / "mask.png", self.mask.astype(np.uint8) * 255),
+            write_png(out / "mask.png", as_bytes(self.mask) * np.uint8(255)),
             write_png(out / "overlay.png", self.overlay()),
         ]
         if self.class_map is not None:
             written.append(write_png(out / "types.png",
                                      np.where(self.mask, self.class_map, 0).astype(np.uint8)))
         if save_probability:
-            written.append(write_png(out / "probability.png",
-                                     (self.probability * 255).round().astype(np.uint8)))
+            written.append(write_png(out / "probability.png", probability_png(self.probability)))
         if self.unknown is not None and self.unknown.any():
-            written.append(write_png(out / "unknown.png", self.unknown.astype(np.uint8) * 255))
+            written.append(write_png(out / "unknown.png", as_bytes(self.unknown) * np.uint8(255)))
         if before_summary is not None:
             written.extend(before_summary(out))
         written.append(write_json(out / "regions.json", {**self.summary(), **(extra or {})}))
         return written
 
 
+def summary_record(model_name: str, trained: bool, width: int, height: int, threshold: float,
+                   changed_pixels: int, regions: Sequence[Region], timings_ms: dict[str, float],
+                   class_names: list[str] | None = None, unknown_pixels: int | None = None,
+                   alignment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The regions.json summary of one detection (`ChangeResult.summary` and the windowed paths).
+
+    `class_names` are given for typed models only; `unknown_pixels` when some pixels could
+    not be judged; `alignment` for a registered pair.
+    """
+    pixels = width * height
+    extra: dict[str, Any] = {}
+    if unknown_pixels is not None:
+        extra["unknown_fraction"] = round(unknown_pixels / pixels if pixels else 0.0, 6)
+        extra["unknown_pixels"] = int(unknown_pixels)
+    if alignment is not None:
+        extra["alignment"] = alignment
+    return {
+        "model": model_name,
+        "trained": trained,
+        "width": width,
+        "height": height,
+        "threshold": threshold,
+        "changed_fraction": round(changed_pixels / pixels if pixels else 0.0, 6),
+        "changed_pixels": int(changed_pixels),
+        "region_count": len(regions),
+        **({"class_names": list(class_names)} if class_names is not None else {}),
+        "timings_ms": {k: round(v, 2) for k, v in timings_ms.items()},
+        **extra,
+        "regions": [r.to_dict() for r in regions],
+    }
+
+
+OVERLAY_BAND_ROWS = 256
+OUTLINE_COLOUR = (255, 255, 0)
+RowReader = Callable[[int, int], np.ndarray]  # read(top, rows) -> rows [top, top + rows) of an image
+
+
+def as_bytes(mask: np.ndarray) -> np.ndarray:
+    """A mask as uint8 (nonzero where set) without a copy when it is bool or uint8 already."""
+    return mask.view(np.uint8) if mask.dtype == np.bool_ else mask.astype(np.uint8, copy=False)
+
+
+def probability_png(probability: np.ndarray, band_rows: int = OVERLAY_BAND_ROWS) -> np.ndarray:
+    """probability.png's pixels: round(255 · p) as H×W uint8, computed one band of rows at a time."""
+    out = np.empty(probability.shape, np.uint8)
+    for top in range(0, probability.shape[0], band_rows):
+        band = probability[top:top + band_rows]
+        out[top:top + band_rows] = (band.astype(np.float32, copy=False) * 255).round()
+    return out
+
+
+def class_colours(class_names: Sequence[str] | None, count: int = 256) -> np.ndarray:
+    """The tint of each class index (count×3 float32): `CLASS_COLOURS` by name, "changed" otherwise."""
+    table = np.empty((count, 3), np.float32)
+    table[:] = CLASS_COLOURS["changed"]
+    for index, name in enumerate(class_names or []):
+        if name in CLASS_COLOURS and index < count:
+            table[index] = CLASS_COLOURS[name]
+    return table
+
+
+def overlay_bands(read_comparison: RowReader, changed: np.ndarray, class_map: np.ndarray | None,
+                  class_names: Sequence[str] | None, unknown: np.ndarray | None = None, alpha: float = 0.45,
+                  value_range: tuple[float, float] | None = None, band_rows: int = OVERLAY_BAND_ROWS
+                  ) -> Iterator[tuple[int, np.ndarray]]:
+    """The overlay image as (top, h×W×3 uint8) bands of rows, top to bottom.
+
+    Changed pixels (`changed` nonzero, H×W) of the comparison (`read_comparison(top, rows)`,
+    shown through `to_uint8_rgb` with `value_range`) are tinted by their class (`class_map`,
+    named by `class_names`; plain "changed" red without one), unknown pixels greyed, and the
+    outlines of the changed areas drawn on top. Only one band is converted to float at a time,
+    so whole images, in memory or read from disk band by band, cost no full-size float copy
+    (the outlines are drawn once into an H×W uint8 map: OpenCV draws thick lines clipped to a
+    band slightly differently); the pixels are those of converting the whole image at once.
+    """
+    height, width = changed.shape
+    mask = as_bytes(changed)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    outline = np.zeros((height, width), np.uint8)
+    cv2.drawContours(outline, contours, -1, 255, max(1, round(max(height, width) / 400)))
+    del contours
+    colours = class_colours(class_names if class_map is not None else None)
+    for top in range(0, height, band_rows):
+        bottom = min(top + band_rows, height)
+        image = to_uint8_rgb(read_comparison(top, bottom - top), value_range)
+        selected = mask[top:bottom] > 0
+        grey = unknown[top:bottom] if unknown is not None else None
+        touched = selected if grey is None else selected | grey
+        if touched.any():
+            values = image[touched].astype(np.float32)
+            tint = selected[touched]
+            classes = class_map[top:bottom][touched][tint] if class_map is not None else 0
+            values[tint] = (1 - alpha) * values[tint] + alpha * colours[classes]
+            if grey is not None:  # cannot be judged: greyed out
+                shade = grey[touched]
+                values[shade] = 0.35 * values[shade] + 0.65 * 128.0
+            image[touched] = values.round().astype(np.uint8)
+        image[outline[top:bottom] > 0] = OUTLINE_COLOUR
+        yield top, image
+
+
+def size_mismatch(reference: tuple[int, ...], comparison: tuple[int, ...]) -> InputError:
+    """The error for a pair whose (width, height) sizes differ and that is not to be resized."""
+    return InputError(f"reference is {reference[0]}×{reference[1]} but comparison is {comparison[0]}×"
+                      f"{comparison[1]} (width×height); use resize=True (--resize) to resize the comparison")
+
+
 def match_size(reference: np.ndarray, comparison: np.ndarray, resize: bool) -> np.ndarray:
     """The comparison image, checked (or, with `resize`, resized) to the reference's size."""
     if reference.shape[:2] == comparison.shape[:2]:
         return comparison
-    ref_size = f"{reference.shape[1]}×{reference.shape[0]}"
-    cmp_size = f"{comparison.shape[1]}×{comparison.shape[0]}"
     if not resize:
-        raise InputError(f"reference is {ref_size} but comparison is {cmp_size} (width×height); "
-                         "use resize=True (--resize) to resize the comparison")
+        raise size_mismatch(reference.shape[1::-1], comparison.shape[1::-1])
     resized = cv2.resize(comparison, (reference.shape[1], reference.shape[0]),
                          interpolation=cv2.INTER_AREA)
     return resized[:, :, None] if resized.ndim == 2 else resized
@@ -153,7 +230,8 @@ def result_from_probabilities(probs: np.ndarray, comparison: np.ndarray, thresho
                               trained: bool = True, unknown: np.ndarray | None = None) -> ChangeResult:
     """Turn class probabilities (num_classes×H×W) into a ChangeResult.
 
-    The change probability is 1 − p(class 0); pixels above `threshold` are changed; typed
+    The change probability is 1 − p(class 0); pixels at or above `threshold` are changed
+    (`changeseg.labels.is_change`); typed
     models label each changed pixel with its most likely change class; regions smaller than
     `min_area` pixels are dropped from the regions and the mask. Pixels flagged in `unknown`
     (H×W bool) get probability 0 and are never changed.
@@ -167,10 +245,12 @@ def result_from_probabilities(probs: np.ndarray, comparison: np.ndarray, thresho
                              f"probabilities {probability.shape}")
         unknown = unknown.astype(bool, copy=False)
         probability[unknown] = 0.0
-    raw_mask = probability > threshold
+    raw_mask = is_change(probability, threshold)
+    if unknown is not None:
+        raw_mask &= ~unknown
     class_map = None
     if probs.shape[0] > 2:
-        class_map = (probs[1:].argmax(axis=0) + 1).astype(np.uint8)
+        class_map = change_classes(probs)  # uint8, taken in bands: no H×W int64 index array
         class_map[~raw_mask] = 0
     regions, mask = find_regions(raw_mask, probability, min_area, class_map,
                                  class_names if class_map is not None else None)

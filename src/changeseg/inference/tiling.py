@@ -24,26 +24,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
 from changeseg.errors import InputError
+from changeseg.inference.backend import ProbaBackend
 from changeseg.inference.regions import Region
 
 DEFAULT_TILE_SIZE = 1024
 DEFAULT_TILE_OVERLAP = 128
 DEFAULT_WEIGHT_FLOOR = 0.05
-
-
-@runtime_checkable
-class ProbaBackend(Protocol):
-    """Anything that turns a prepared image pair into class probabilities."""
-
-    def predict_proba(self, reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
-        """Class probabilities (num_classes×H×W float32) for two same-size H×W×C images."""
-        ...
 
 
 def default_overlap(tile_size: int) -> int:
@@ -155,10 +146,22 @@ def blend_weights(height: int, width: int, overlap: int,
 
 TileReader = Callable[[Tile], tuple[np.ndarray, np.ndarray]]
 TileCallback = Callable[[int, int], None]
+# Class probabilities (one K×h×w array per tile) of a batch of tiles, computed elsewhere.
+TilePredictor = Callable[[Sequence[Tile]], Sequence[np.ndarray]]
 
 
-def _predict_tiles(backend: ProbaBackend, pairs: Sequence[tuple[np.ndarray, np.ndarray]]
-                   ) -> list[np.ndarray]:
+def tile_batches(height: int, width: int, tile_size: int, overlap: int, batch_size: int = 1
+                 ) -> list[list[Tile]]:
+    """The batches of tiles `iter_blended_strips` predicts, in the order it predicts them."""
+    check_tiling(tile_size, overlap, batch_size)
+    return [row[start:start + batch_size] for row in tile_grid(height, width, tile_size, overlap)
+            for start in range(0, len(row), batch_size)]
+
+
+def predict_tile_pairs(backend: ProbaBackend, pairs: Sequence[tuple[np.ndarray, np.ndarray]]
+                       ) -> list[np.ndarray]:
+    """Probabilities of prepared tile pairs: one batched forward pass when the backend has
+    `predict_proba_batch`, else one call per tile (the path every tiled prediction takes)."""
     batched = getattr(backend, "predict_proba_batch", None)
     if batched is not None and len(pairs) > 1:
         references = np.stack([p[0] for p in pairs])
@@ -170,13 +173,18 @@ def _predict_tiles(backend: ProbaBackend, pairs: Sequence[tuple[np.ndarray, np.n
 def iter_blended_strips(backend: ProbaBackend, read_tile: TileReader, height: int, width: int,
                         tile_size: int = DEFAULT_TILE_SIZE, overlap: int = DEFAULT_TILE_OVERLAP,
                         batch_size: int = 1, floor: float = DEFAULT_WEIGHT_FLOOR,
-                        on_tile: TileCallback | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                        on_tile: TileCallback | None = None, predict_tiles: TilePredictor | None = None
+                        ) -> Iterator[tuple[int, np.ndarray]]:
     """Blend tiled predictions and yield the finished map as (row, K×h×W float32) strips, top to bottom.
 
     `read_tile(tile)` returns the prepared reference and comparison tiles (H×W×C). Strips are
-    yielded as soon as no later tile overlaps them; together they cover every row once. Peak
-    memory: `batch_size` tiles plus one K×tile×W accumulator. `on_tile(done, total)` reports
-    progress after each batch.
+    yielded as soon as no later tile overlaps them; together they cover every row once. A strip
+    is a view of the blending buffer, valid until the next strip is asked for: copy what must
+    outlive that. Peak memory: `batch_size` tiles plus one K×tile×W accumulator.
+    `on_tile(done, total)` reports progress after each batch. With `predict_tiles`, the
+    probabilities of each batch (the batches of `tile_batches`, in that order) come from it
+    instead of `read_tile` + `backend` — e.g. from workers of a cluster — and are blended
+    exactly the same way.
     """
     check_tiling(tile_size, overlap, batch_size)
     if height < 1 or width < 1:
@@ -192,7 +200,10 @@ def iter_blended_strips(backend: ProbaBackend, read_tile: TileReader, height: in
         top = row[0].y
         for start in range(0, len(row), batch_size):
             batch = row[start:start + batch_size]
-            probabilities = _predict_tiles(backend, [read_tile(tile) for tile in batch])
+            if predict_tiles is not None:
+                probabilities = predict_tiles(batch)
+            else:
+                probabilities = predict_tile_pairs(backend, [read_tile(tile) for tile in batch])
             for tile, probs in zip(batch, probabilities):
                 probs = np.asarray(probs, np.float32)
                 if probs.ndim != 3 or probs.shape[1:] != (tile.height, tile.width):
@@ -209,7 +220,9 @@ def iter_blended_strips(backend: ProbaBackend, read_tile: TileReader, height: in
         assert accumulator is not None
         end = rows[index + 1][0].y if index + 1 < len(rows) else height
         finished = end - top
-        yield top, accumulator[:, :finished] / weight_sum[:finished]
+        # Normalised in place: the strip is a view of the accumulator, no K×h×W copy.
+        np.divide(accumulator[:, :finished], weight_sum[:finished], out=accumulator[:, :finished])
+        yield top, accumulator[:, :finished]
         # Rows [end, top + tile_h) are shared with the next tile row: move them to the top.
         carried = tile_h - finished
         accumulator[:, :carried] = accumulator[:, finished:]
@@ -254,6 +267,27 @@ def predict_proba_auto(backend: ProbaBackend, reference: np.ndarray, comparison:
                                tiling.batch_size, on_tile=on_tile)
 
 
+def change_classes(strip: np.ndarray, band_rows: int = 128) -> np.ndarray:
+    """The most likely change class (1…K−1, uint8 h×W) of each pixel of a K×h×W probability strip,
+    taken `band_rows` rows at a time (no h×W int64 index array)."""
+    out = np.empty(strip.shape[1:], np.uint8)
+    for top in range(0, strip.shape[1], band_rows):
+        out[top:top + band_rows] = strip[1:, top:top + band_rows].argmax(axis=0) + 1
+    return out
+
+
+def _label_components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """8-connected components of a strip: (count, int32 labels, stats, centroids), as OpenCV gives them."""
+    return cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
+
+
+def _offset_labels(local: np.ndarray, offset: int) -> np.ndarray:
+    """A strip's own component labels (int32, 0 = none) turned into provisional ones, in place."""
+    if offset:
+        np.add(local, np.int32(offset), out=local, where=local > 0)
+    return local
+
+
 class StreamingRegions:
     """Connected changed regions of a mask that arrives in horizontal strips, top to bottom.
 
@@ -273,14 +307,14 @@ class StreamingRegions:
         self._classes: list[np.ndarray] = []
         self._last_row: np.ndarray | None = None
         self._unions: list[tuple[int, int]] = []
+        self._offsets: dict[int, int] = {}  # strip top → provisional labels before it
 
     def add_strip(self, top: int, mask: np.ndarray, probability: np.ndarray,
                   class_map: np.ndarray | None = None) -> np.ndarray:
         """Add rows [top, top + h) of the mask; returns their provisional labels (int32 h×W, 0 = none)."""
 
-        count, local, stats, centroids = cv2.connectedComponentsWithStats(
-            mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S)
-        labels = np.where(local > 0, local + self.count, 0).astype(np.int32)
+        count, local, stats, centroids = _label_components(mask)
+        self._offsets[top] = self.count
         n = count - 1
         if n:
             area = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
@@ -302,11 +336,20 @@ class StreamingRegions:
                 histogram = np.bincount(combined, minlength=count * self.num_classes)
                 self._classes.append(histogram.reshape(count, self.num_classes)[1:])
             self._parent.append(np.arange(self.count + 1, self.count + 1 + n, dtype=np.int64))
+        labels = _offset_labels(local, self.count)
         if self._last_row is not None and n:
             self._join(self._last_row, labels[0])
         self._last_row = labels[-1].copy()
         self.count += n
         return labels
+
+    def strip_labels(self, top: int, mask: np.ndarray) -> np.ndarray:
+        """The provisional labels `add_strip` returned for the strip at `top`, recomputed from the
+        same mask rows (labelling is deterministic), so a caller need not keep them: with the
+        lookup of `finish`, `lookup[labels] > 0` marks the pixels of the regions kept."""
+        if top not in self._offsets:
+            raise InputError(f"no strip was added at row {top}")
+        return _offset_labels(_label_components(mask)[1], self._offsets[top])
 
     def _join(self, above: np.ndarray, below: np.ndarray) -> None:
         pairs = []

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from changeseg import __version__
 from changeseg.errors import CheckpointError
 from changeseg.io.images import atomic_write, write_json
+from changeseg.labels import BINARY_CLASSES
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -31,6 +33,14 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def packaged_models() -> dict[str, Path]:
+    """Trained models shipped inside the package (``changeseg/weights/NAME/``), by name."""
+    root = Path(str(resources.files("changeseg") / "weights"))
+    if not root.is_dir():
+        return {}
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
+
+
 @dataclass
 class CheckpointConfig:
     """The contents of config.json besides the format fields."""
@@ -38,7 +48,7 @@ class CheckpointConfig:
     model: dict[str, Any]
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
-    class_names: list[str] = field(default_factory=lambda: ["unchanged", "changed"])
+    class_names: list[str] = field(default_factory=lambda: list(BINARY_CLASSES))
     threshold: float = 0.5
     metadata: dict[str, Any] = field(default_factory=dict)
 

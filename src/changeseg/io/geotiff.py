@@ -423,8 +423,10 @@ def write_geotiff(path: str | os.PathLike, image: np.ndarray, georef: GeoReferen
 class GeoTiffWriter:
     """Write a GeoTIFF row band by row band (top to bottom), atomically, with bounded memory.
 
-    Rows are buffered until whole 256-row blocks can be written, so every internal tile is
-    written once. The file appears at `path` only when the writer closes without error.
+    Rows are written a whole 256-row block row at a time, so every internal tile is written
+    once: rows that do not fill a block row wait in a buffer of one block row (the only copy
+    made); whole block rows go to the file straight from the caller's array, band by band. The
+    file appears at `path` only when the writer closes without error.
     """
 
     def __init__(self, path: str | os.PathLike, georef: GeoReference, count: int, dtype: Any,
@@ -440,8 +442,8 @@ class GeoTiffWriter:
         self._tmp = Path(tmp)
         with _quiet_georeferencing():
             self._dataset = rasterio.open(self._tmp, "w", **_profile(georef, count, dtype, nodata))
-        self._pending: list[np.ndarray] = []
-        self._pending_rows = 0
+        self._carry = np.empty((count, min(BLOCK, georef.height), georef.width), self.dtype)
+        self._carried = 0  # rows waiting in the buffer
         self._next_row = 0  # first row not yet received
         self._written_row = 0  # first row not yet written to the file
 
@@ -452,31 +454,41 @@ class GeoTiffWriter:
             raise ValueError(f"rows must be written in order: expected row {self._next_row}, got {row}")
         if block.shape[0] != self.count or block.shape[2] != self.georef.width:
             raise ValueError(f"expected {self.count}×h×{self.georef.width} rows, got {block.shape}")
-        self._pending.append(block.astype(self.dtype, copy=False))
-        self._pending_rows += block.shape[1]
-        self._next_row += block.shape[1]
-        if self._pending_rows >= BLOCK:
-            self._flush(final=False)
+        height = block.shape[1]
+        if row + height > self.georef.height:
+            raise ValueError(f"rows {row}–{row + height} run past the raster's {self.georef.height} rows")
+        done = 0
+        if self._carried:  # first complete the block row that earlier rows began
+            done = min(BLOCK - self._carried, height)
+            self._carry[:, self._carried:self._carried + done] = block[:, :done]
+            self._carried += done
+            if self._carried == BLOCK:
+                self._write(self._carry)
+                self._carried = 0
+        whole = (height - done) // BLOCK * BLOCK
+        if whole:
+            self._write(block[:, done:done + whole])
+            done += whole
+        if done < height:  # the start of a block row: wait for the rest
+            self._carry[:, :height - done] = block[:, done:]
+            self._carried = height - done
+        self._next_row += height
 
-    def _flush(self, final: bool) -> None:
+    def _write(self, rows: np.ndarray) -> None:
+        """Write C×h×W rows at the first unwritten row, band by band (each band's rows are contiguous)."""
         from rasterio.windows import Window
 
-        if not self._pending:
-            return
-        data = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
-        keep = 0 if final else data.shape[1] % BLOCK
-        ready = data.shape[1] - keep
-        if ready:
-            window = Window(0, self._written_row, self.georef.width, ready)
-            self._dataset.write(np.ascontiguousarray(data[:, :ready]), window=window)
-            self._written_row += ready
-        self._pending = [data[:, ready:].copy()] if keep else []
-        self._pending_rows = keep
+        window = Window(0, self._written_row, self.georef.width, rows.shape[1])
+        for band in range(self.count):
+            self._dataset.write(np.ascontiguousarray(rows[band], dtype=self.dtype), band + 1, window=window)
+        self._written_row += rows.shape[1]
 
     def close(self) -> Path:
         """Write what is left, check every row arrived, and move the file into place."""
         try:
-            self._flush(final=True)
+            if self._carried:
+                self._write(self._carry[:, :self._carried])
+                self._carried = 0
             if self._written_row != self.georef.height:
                 raise ValueError(f"{self.path.name}: only {self._written_row} of {self.georef.height} rows "
                                  "were written")
@@ -510,33 +522,23 @@ def component_polygons(component: np.ndarray, x0: float = 0.0, y0: float = 0.0, 
                        ) -> list[list[np.ndarray]]:
     """Polygons (exterior ring, then holes; N×2 pixel coordinates) of the True pixels of a crop.
 
-    The crop is traced at twice its resolution, so single pixels and one-pixel-wide lines
-    still give proper polygons; vertices lie a quarter pixel inside the pixel edges.
-    `x0`, `y0` place the crop's corner in the full image; `scale` is the size of one crop
-    pixel in image pixels (for crops read at reduced resolution).
+    Traced by ``rasterio.features.shapes`` (GDAL's polygonize): vertices lie exactly on pixel
+    edges, so a polygon covers exactly its pixels, and holes are kept. Parts are 4-connected,
+    so a region whose pixels touch only at a corner becomes several polygons (valid
+    geometry, no self-touching ring). Rings are not closed (the first vertex is not
+    repeated). `x0`, `y0` place the crop's corner in the full image; `scale` is the size of
+    one crop pixel in image pixels (for crops read at reduced resolution).
     """
-    padded = np.pad(component.astype(np.uint8), 1)
-    doubled = np.repeat(np.repeat(padded, 2, axis=0), 2, axis=1)
-    contours, hierarchy = cv2.findContours(doubled, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    if hierarchy is None:
+    _rasterio()
+    from rasterio.features import shapes
+    from rasterio.transform import Affine
+
+    mask = np.ascontiguousarray(component, dtype=bool)
+    if not mask.any():
         return []
-    hierarchy = hierarchy[0]
-
-    def to_pixels(contour: np.ndarray) -> np.ndarray:
-        points = contour.reshape(-1, 2).astype(np.float64)
-        return np.stack([x0 + ((points[:, 0] + 0.5) / 2.0 - 1.0) * scale,
-                         y0 + ((points[:, 1] + 0.5) / 2.0 - 1.0) * scale], axis=1)
-
-    polygons = []
-    for index, (_, _, child, parent) in enumerate(hierarchy):
-        if parent != -1:
-            continue
-        rings = [to_pixels(contours[index])]
-        while child != -1:
-            rings.append(to_pixels(contours[child]))
-            child = hierarchy[child][0]
-        polygons.append(rings)
-    return polygons
+    transform = Affine(scale, 0.0, x0, 0.0, scale, y0)
+    return [[np.asarray(ring[:-1], dtype=np.float64) for ring in geometry["coordinates"]]
+            for geometry, _ in shapes(mask.view(np.uint8), mask=mask, connectivity=4, transform=transform)]
 
 
 def _signed_area(ring: np.ndarray) -> float:

@@ -33,6 +33,7 @@ class ModelConfig:
     num_classes: int = 2
     in_channels: int = 3
     double_single_change: bool = True
+    msf_fuse: str = "conv3x3"  # MSF fusion conv: conv3x3 (paper, official code), conv1x1, dwsep
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -47,8 +48,15 @@ class ModelConfig:
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a JSON-ready dict."""
-        return asdict(self)
+        """The config as a JSON-ready dict.
+
+        `msf_fuse` is left out while it is the default, so configs (and checkpoints) of the
+        conv3x3 networks stay exactly as they were before the option existed.
+        """
+        values = asdict(self)
+        if values["msf_fuse"] == "conv3x3":
+            del values["msf_fuse"]
+        return values
 
 
 class ChangeSegModel(nn.Module):
@@ -73,7 +81,7 @@ class ChangeSegModel(nn.Module):
             for c in channels
         )
         self.pyramid = MergeSpatial(self.backbone.out_channels, config.fpn_channels,
-                                    config.msf_levels)
+                                    config.msf_levels, fuse=config.msf_fuse)
         self.head = build_head(config.head, self.pyramid.out_channels, config.num_classes)
         self.branch_reductions: list[int] = self.backbone.reductions[-config.msf_levels:]
 

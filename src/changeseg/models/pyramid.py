@@ -2,7 +2,13 @@
 
 Each level → 1×1 conv to F channels; top-down: upsample the coarser result ×2 (bilinear)
 and add; a 3×3 conv on each result; upsample all to the finest level used; concatenate;
-3×3 conv + BN + ReLU to the head width (the official code's choice).
+3×3 conv + BN + ReLU to the head width (the official code's choice, `fuse="conv3x3"`).
+
+The fusion conv runs over levels·F channels at the finest stride and is the network's
+single largest cost (about half of the default model's MACs at 512²), so two cheaper fusions
+are options (`bench/fusion_cost.py` measures them; they need their own training):
+``conv1x1`` (a 1×1 conv, 9× fewer MACs) and ``dwsep`` (a depthwise 3×3 over the concatenation
+followed by a 1×1 conv). The paper presets use ``conv3x3``.
 """
 
 from __future__ import annotations
@@ -13,12 +19,27 @@ from torch import Tensor, nn
 
 from changeseg.errors import ConfigError
 
+FUSE_KINDS = ("conv3x3", "conv1x1", "dwsep")
+
+
+def fuse_conv(in_channels: int, out_channels: int, kind: str = "conv3x3") -> nn.Sequential:
+    """The conv(s) of the MSF fusion (no bias: a BatchNorm follows), by `kind` (see FUSE_KINDS)."""
+    if kind == "conv3x3":
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False))
+    if kind == "conv1x1":
+        return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False))
+    if kind == "dwsep":
+        return nn.Sequential(
+            nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1, groups=in_channels, bias=False),
+            nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False))
+    raise ConfigError(f"msf fuse must be one of {', '.join(FUSE_KINDS)}, got {kind!r}")
+
 
 class MergeSpatial(nn.Module):
     """Fuse the deepest `levels` of a feature pyramid into one map at the finest used stride."""
 
     def __init__(self, in_channels: list[int], width: int = 128, levels: int = 4,
-                 out_channels: int | None = None) -> None:
+                 out_channels: int | None = None, fuse: str = "conv3x3") -> None:
         super().__init__()
         if not 1 <= levels <= len(in_channels):
             raise ConfigError(f"msf levels must be between 1 and {len(in_channels)}, got {levels}")
@@ -27,11 +48,11 @@ class MergeSpatial(nn.Module):
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, kernel_size=1) for c in used)
         self.smooth = nn.ModuleList(nn.Conv2d(width, width, kernel_size=3, padding=1) for _ in used)
         self.out_channels = out_channels or width
-        self.fuse = nn.Sequential(
-            nn.Conv2d(width * levels, self.out_channels, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(self.out_channels),
-            nn.ReLU(inplace=True),
-        )
+        convs = fuse_conv(width * levels, self.out_channels, fuse)
+        if fuse == "conv3x3":  # the module layout (and state-dict keys) of every checkpoint so far
+            self.fuse = nn.Sequential(convs[0], nn.BatchNorm2d(self.out_channels), nn.ReLU(inplace=True))
+        else:
+            self.fuse = nn.Sequential(convs, nn.BatchNorm2d(self.out_channels), nn.ReLU(inplace=True))
 
     def forward(self, features: list[Tensor]) -> Tensor:
         """One N×out_channels map at the stride of the finest level used."""

@@ -7,14 +7,19 @@ PyTorch `ChangeDetector`, the torch-free ONNX runtime, or a test double) in an a
   optional form fields `threshold`, `min_area`, `resize`, `align`, `return` → JSON summary
   (changed fraction, regions, image size, timings, model) with, on request, base64 PNGs;
 - `POST /v1/detect/{mask|overlay|probability|comparison}` — the same form, answered with one PNG;
-- `GET /healthz`, `GET /v1/models`, the OpenAPI docs at `/docs`, and the web page at `/`.
+- `GET /healthz`, `GET /v1/models`, `GET /metrics` (Prometheus), the OpenAPI docs at `/docs`,
+  and the web page at `/`.
 
-Limits: the request body is counted while it is read and refused with 413 past
-`max_upload_bytes`; images over `max_pixels` are refused with 413 before they are decoded;
-at most `max_concurrency` predictions run at once (in a dedicated thread pool) with at most
-`queue_size` more waiting, beyond which requests get 503 at once; a request not answered
+Limits (`limits.py`, `work_queue.py`): the request body is counted while it is read and refused
+with 413 past `max_upload_bytes`; images over `max_pixels` are refused with 413 before they are
+decoded; at most `max_concurrency` predictions run at once (in a dedicated thread pool) with at
+most `queue_size` more waiting, beyond which requests get 503 at once; a request not answered
 within `request_timeout_s` (queue wait included) gets 504. Bad uploads get 422 with a
 `{"detail": "..."}` message. Clients can only upload bytes: no file system path is read.
+
+With `api_keys`, every `/v1/` route needs `Authorization: Bearer KEY` (`auth.py`: 401 / 403).
+Every answer carries an `X-Request-ID` and is counted in `/metrics` and logged as one JSON line
+(`access.py`, `metrics.py`).
 
 This module imports no torch: with the ONNX backend the server stays torch-free.
 """
@@ -24,40 +29,42 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
-import json
 import logging
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from enum import Enum
-from io import BytesIO
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol
 
-import cv2
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 
 from changeseg import __version__
 from changeseg.errors import ChangesegError, InputError
+from changeseg.errors import PixelLimitError as DeclaredPixelLimitError
 from changeseg.inference.result import ChangeResult
-from changeseg.io.images import encode_png, read_image, to_uint8_rgb
+from changeseg.io.images import decode_image, encode_png, read_image, to_uint8_rgb
+from changeseg.service.access import RequestObserver, current_request_id
+from changeseg.service.auth import ApiKeyMiddleware, add_bearer_to_openapi
+from changeseg.service.limits import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    ServiceLimits,
+    UploadLimitMiddleware,
+)
+from changeseg.service.metrics import METRICS_CONTENT_TYPE, ServiceMetrics
+from changeseg.service.ondevice import OnDeviceModel, add_on_device_routes
+from changeseg.service.web_bundle import ISOLATION_HEADERS
+from changeseg.service.work_queue import QueueFullError, WorkQueue
 
 log = logging.getLogger("changeseg.service")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 IMAGE_KINDS = ("mask", "overlay", "probability", "comparison")
-DEFAULT_MAX_UPLOAD_BYTES = 25 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 4096 * 4096
-
-T = TypeVar("T")
 
 
 class Predictor(Protocol):
@@ -78,242 +85,28 @@ class ImageKind(str, Enum):
     comparison = "comparison"
 
 
-@dataclass(frozen=True)
-class ServiceLimits:
-    """The service's resource limits (see `create_app`)."""
-
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_concurrency: int = 1
-    queue_size: int = 8
-    request_timeout_s: float = 60.0
-
-    def check(self) -> None:
-        """Raise InputError if any limit is out of range."""
-        if self.max_upload_bytes < 1:
-            raise InputError(f"max_upload_bytes must be positive, got {self.max_upload_bytes}")
-        if self.max_pixels < 1:
-            raise InputError(f"max_pixels must be positive, got {self.max_pixels}")
-        if self.max_concurrency < 1:
-            raise InputError(f"max_concurrency must be at least 1, got {self.max_concurrency}")
-        if self.queue_size < 0:
-            raise InputError(f"queue_size must be 0 or more, got {self.queue_size}")
-        if not self.request_timeout_s > 0:
-            raise InputError(f"request_timeout_s must be positive, got {self.request_timeout_s}")
-
-
 class PixelLimitError(ChangesegError):
     """An uploaded image with more pixels than the service accepts."""
-
-
-class QueueFullError(Exception):
-    """Every prediction slot and queue place is taken."""
-
-
-# ---------------------------------------------------------------- upload size limit
-
-
-class _BodyTooLarge(Exception):
-    """Raised from `receive` once a request body passes the upload limit."""
-
-
-class UploadLimitMiddleware:
-    """Pure ASGI middleware refusing request bodies over `max_bytes` with 413.
-
-    A declared Content-Length over the limit is refused before any of the body is read; a
-    chunked or under-declared body is counted as it streams in and cut off (413) as soon as
-    it passes the limit, so an upload is never buffered beyond `max_bytes`.
-    """
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    def _detail(self) -> str:
-        return (f"upload too large: the request body may be at most {self.max_bytes} bytes "
-                f"({self.max_bytes / 2**20:.1f} MiB) for both images together")
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        """Handle one ASGI connection scope."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await _send_json(send, 413, {"detail": self._detail()}, close=True)
-            return
-        received = 0
-        exceeded = False
-        started = False
-
-        async def limited_receive() -> dict:
-            nonlocal received, exceeded
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    exceeded = True
-                    raise _BodyTooLarge
-            return message
-
-        async def guarded_send(message: dict) -> None:
-            nonlocal started
-            if exceeded:  # whatever the app makes of the cut-off body, the answer is our 413
-                return
-            started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except Exception:
-            if not exceeded:
-                raise
-        if exceeded and not started:
-            await _send_json(send, 413, {"detail": self._detail()}, close=True)
-
-
-def _content_length(scope: dict) -> int | None:
-    for key, value in scope.get("headers", []):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
-
-
-async def _send_json(send: Callable, status: int, payload: dict, close: bool = False) -> None:
-    body = json.dumps(payload).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-# ---------------------------------------------------------------- bounded work queue
-
-
-class WorkQueue:
-    """A fixed pool of prediction threads with a bounded number of waiting jobs.
-
-    `run` admits a job only while fewer than `workers + queue_size` are admitted (else
-    QueueFullError at once). An admitted job keeps its place until it has really finished,
-    even if its request timed out, because the thread is still busy with it.
-    """
-
-    def __init__(self, workers: int, queue_size: int) -> None:
-        self.workers = workers
-        self.queue_size = queue_size
-        self._lock = threading.Lock()
-        self._admitted = 0
-        self._running = 0
-        self._completed = 0
-        self._rejected = 0
-        self._executor: ThreadPoolExecutor | None = None
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="changeseg-predict")
-            return self._executor
-
-    def stats(self) -> dict[str, int]:
-        """Running and waiting jobs, capacity, and counts of completed and rejected jobs."""
-        with self._lock:
-            return {"running": self._running, "waiting": self._admitted - self._running,
-                    "workers": self.workers, "queue_size": self.queue_size,
-                    "completed": self._completed, "rejected": self._rejected}
-
-    def _release(self, _future: Any) -> None:
-        with self._lock:
-            self._admitted -= 1
-            self._completed += 1
-
-    async def run(self, job: Callable[[], T], timeout_s: float) -> T:
-        """Run `job` in the pool; QueueFullError when full, asyncio.TimeoutError after `timeout_s`."""
-        with self._lock:
-            if self._admitted >= self.workers + self.queue_size:
-                self._rejected += 1
-                raise QueueFullError
-            self._admitted += 1
-
-        def tracked() -> T:
-            with self._lock:
-                self._running += 1
-            try:
-                return job()
-            finally:
-                with self._lock:
-                    self._running -= 1
-
-        try:
-            future = self._pool().submit(tracked)
-        except BaseException:
-            self._release(None)
-            raise
-        future.add_done_callback(self._release)
-        # Cancelling the asyncio wrapper (timeout, client gone) also cancels a job still queued.
-        return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
-
-    def shutdown(self) -> None:
-        """Drop queued jobs and let the threads finish; the pool is recreated on next use."""
-        with self._lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- decoding and rendering
 
 
 def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
-    """Decode uploaded image bytes into an H×W×C array (RGB order), checking the pixel limit.
+    """Decode uploaded image bytes into an H×W×C array (RGB order, EXIF orientation applied).
 
-    The size is read from the file header and checked against `max_pixels` before the
-    pixels are decoded, so a small file that expands to a huge image is refused cheaply.
+    `changeseg.io.images.decode_image` reads the header first: a format outside the
+    allow-list (PNG, JPEG, TIFF, WebP, BMP) is refused (422) and a declared size over
+    `max_pixels` is refused (413), both before a pixel is decoded, so a small file that
+    expands to a huge image costs microseconds, not gigabytes.
     """
     if not data:
         raise InputError(f"{name}: the uploaded file is empty")
-    size = _header_size(data, name, max_pixels)
-    if size is not None:
-        _check_pixels(size[0], size[1], name, max_pixels)
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if array is not None:
-        if array.ndim == 3 and array.shape[2] == 3:
-            array = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
-        elif array.ndim == 3 and array.shape[2] == 4:
-            array = cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
-    else:
-        array = _decode_with_pil(data)
-    if array is None:
-        raise InputError(f"{name}: not a readable image (upload a PNG, JPEG, TIFF, BMP or WebP file)")
-    _check_pixels(array.shape[1], array.shape[0], name, max_pixels)
+    try:
+        array = decode_image(data, name, max_pixels)
+    except DeclaredPixelLimitError as exc:  # raised from the header: answered 413
+        raise PixelLimitError(str(exc)) from None
     return read_image(array, name)
-
-
-def _header_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int] | None:
-    try:
-        with Image.open(BytesIO(data)) as image:
-            return image.size
-    except Image.DecompressionBombError:
-        raise PixelLimitError(f"{name}: image has far more than the {max_pixels} pixels allowed") from None
-    except Exception:  # PIL cannot parse the header; OpenCV may still decode it
-        return None
-
-
-def _decode_with_pil(data: bytes) -> np.ndarray | None:
-    try:
-        with Image.open(BytesIO(data)) as image:
-            return np.asarray(image)
-    except Exception:  # any PIL failure means "not an image we can read"
-        return None
-
-
-def _check_pixels(width: int, height: int, name: str, max_pixels: int) -> None:
-    if width * height > max_pixels:
-        raise PixelLimitError(f"{name}: image is {width}×{height} = {width * height} pixels; "
-                              f"the limit is {max_pixels} pixels")
 
 
 def render_image(result: ChangeResult, kind: str) -> np.ndarray:
@@ -419,12 +212,18 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, max_concurrency: int = 1, queue_size: int = 8,
-               request_timeout_s: float = 60.0, model_info: dict[str, Any] | None = None) -> FastAPI:
+               request_timeout_s: float = 60.0, model_info: dict[str, Any] | None = None,
+               api_keys: Sequence[str] = (), model_load_s: float | None = None,
+               on_device: OnDeviceModel | None = None) -> FastAPI:
     """Build the FastAPI app serving `predictor` (see the module docstring for the API).
 
     `predictor` needs only `.predict(reference, comparison, threshold=, min_area=, resize=)`
     returning a `ChangeResult`; it is called from worker threads, at most `max_concurrency`
     at once. `model_info` is what `/v1/models` reports (default: `describe_predictor`).
+    `api_keys` (see `auth.load_api_keys`), when not empty, are required on every `/v1/` route;
+    `model_load_s`, the time the model took to load, is reported in `/metrics`. `on_device` serves
+    the page's on-device mode (`service/ondevice.py`: the model's ONNX file and manifest under
+    `/v1/ondevice/`, the onnxruntime-web files under `/ort/`); without it the mode is off.
     """
     limits = ServiceLimits(max_upload_bytes, max_pixels, max_concurrency, queue_size, request_timeout_s)
     limits.check()
@@ -433,6 +232,8 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
     work = WorkQueue(max_concurrency, queue_size)
     supports_align = accepts_keyword(predictor.predict, "align")
     info.setdefault("supports_align", supports_align)
+    metrics = ServiceMetrics(work.stats, str(info["name"]), str(info.get("backend", "")), __version__,
+                             model_load_s)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -452,11 +253,18 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
     )
     if docs_assets is not None:
         add_offline_docs(app, docs_assets)
+    # The last added middleware runs first: observe everything, then authenticate, then count bytes.
     app.add_middleware(UploadLimitMiddleware, max_bytes=max_upload_bytes)
+    if api_keys:
+        app.add_middleware(ApiKeyMiddleware, keys=tuple(api_keys))
+        add_bearer_security_to_docs(app)
+    app.add_middleware(RequestObserver, metrics=metrics, routes=app.router.routes)
     app.state.predictor = predictor
     app.state.work = work
     app.state.limits = limits
     app.state.model_info = info
+    app.state.metrics = metrics
+    info["on_device"] = add_on_device_routes(app, on_device)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -479,6 +287,10 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
 
         def job() -> dict[str, Any]:
             started = time.perf_counter()
+            with metrics.prediction.time():
+                return work_on_pair(started)
+
+        def work_on_pair(started: float) -> dict[str, Any]:
             ref = decode_upload(ref_bytes, "reference", limits.max_pixels)
             cmp = decode_upload(cmp_bytes, "comparison", limits.max_pixels)
             decoded = time.perf_counter()
@@ -510,7 +322,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
         except ChangesegError as exc:
             raise HTTPException(422, detail=str(exc)) from None
         except Exception:
-            log.exception("prediction failed")
+            log.exception("prediction failed (request %s)", current_request_id())
             raise HTTPException(500, detail="internal error while predicting (see the server log)") from None
         output["summary"]["timings_ms"]["server_total"] = round((time.perf_counter() - admitted) * 1e3, 2)
         return output
@@ -571,23 +383,42 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
 
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
-        """Liveness and load: the model's name and the running/waiting prediction counts."""
-        return {"status": "ok", "version": __version__, "model": info["name"], **work.stats()}
+        """Liveness and load: the model's name, the running/waiting prediction counts, and whether
+        the API routes need a key (`auth`: `bearer` or `none`)."""
+        return {"status": "ok", "version": __version__, "model": info["name"],
+                "auth": "bearer" if api_keys else "none", **work.stats()}
 
     @app.get("/v1/models", tags=["service"])
     async def models() -> dict[str, Any]:
         """The model this server runs and the limits it applies to requests."""
-        return {"models": [info], "limits": {
-            "max_upload_bytes": limits.max_upload_bytes, "max_pixels": limits.max_pixels,
-            "max_concurrency": limits.max_concurrency, "queue_size": limits.queue_size,
-            "request_timeout_s": limits.request_timeout_s}}
+        return {"models": [info], "limits": limits.as_dict()}
+
+    @app.get("/metrics", tags=["service"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics: requests by route and status, latency histograms, queue depth,
+        in-flight requests, running predictions and the model's load time."""
+        return Response(metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+        # Cross-origin isolated, so on-device mode may use WebAssembly threads (service/ondevice.py).
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=ISOLATION_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def add_bearer_security_to_docs(app: FastAPI) -> None:
+    """Declare bearer keys on the `/v1/` routes in the app's OpenAPI schema (an Authorize button in /docs)."""
+    build_schema = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_bearer_to_openapi(build_schema())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def offline_docs_assets() -> Path | None:

@@ -30,10 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from changeseg.data.datasets import open_dataset
+from changeseg.data.datasets import is_synthetic, open_dataset
 from changeseg.data.objects import ObjectBank
 from changeseg.data.pairs import (
-    IGNORE_INDEX,
     PairDataset,
     PairSample,
     PairSubset,
@@ -41,7 +40,7 @@ from changeseg.data.pairs import (
     TileDataset,
     carve_split,
 )
-from changeseg.data.synthetic import APPEAR, DISAPPEAR, SyntheticPairGenerator
+from changeseg.data.synthetic.generator import SyntheticPairGenerator
 from changeseg.data.transforms import (
     ColorJitter,
     Compose,
@@ -55,10 +54,10 @@ from changeseg.data.transforms import (
 )
 from changeseg.errors import ConfigError
 from changeseg.io.images import to_model_channels
-from changeseg.training.losses import UNTYPED_CHANGE, class_pixel_counts
+from changeseg.labels import APPEAR, DISAPPEAR, IGNORE_INDEX, UNTYPED_CHANGE, class_names
+from changeseg.training.losses import class_pixel_counts
 from changeseg.training.recipe import AugmentSection, DataSection, DatasetEntry
 
-SYNTHETIC_PREFIX = "synthetic"
 SYNTHETIC_WEIGHT_SAMPLES = 64
 DEFAULT_SYNTHETIC_LENGTH = 1000
 
@@ -172,11 +171,6 @@ def _synthetic_photos(spec: str) -> str | None:
     return photos or None
 
 
-def is_synthetic(spec: str) -> bool:
-    """Whether a source spec names synthetic pairs (`synthetic` or `synthetic:PHOTOS`)."""
-    return spec.strip().lower().split(":", 1)[0] == SYNTHETIC_PREFIX
-
-
 class SyntheticEpochs(Dataset):
     """`length` synthetic pairs per epoch; epoch e uses pair numbers `offset + e·length + i`.
 
@@ -187,8 +181,7 @@ class SyntheticEpochs(Dataset):
                  typed: bool = False) -> None:
         self.generator, self.length, self.offset, self.typed = generator, int(length), int(offset), typed
         self.epoch = 0
-        self.class_names = (["unchanged", "appear", "disappear", "exchange"] if typed
-                            else ["unchanged", "changed"])
+        self.class_names = class_names(typed)
 
     def set_epoch(self, epoch: int) -> None:
         """Serve the pairs of epoch `epoch`."""
@@ -209,8 +202,7 @@ class SyntheticFixed(Dataset):
                  typed: bool = False) -> None:
         self.generator, self.length, self.start, self.typed = generator, int(length), int(start), typed
         self.names = [generator.name(start + i) for i in range(self.length)]
-        self.class_names = (["unchanged", "appear", "disappear", "exchange"] if typed
-                            else ["unchanged", "changed"])
+        self.class_names = class_names(typed)
 
     def __len__(self) -> int:
         return self.length
@@ -395,13 +387,18 @@ def collate_pairs(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 @dataclass
 class SourceInfo:
-    """What became of one source: its spec, sizes and the names held out for validation."""
+    """What became of one source: its spec, sizes, and the names it trains on and holds out.
+
+    `train_names` is None for synthetic sources (their training pairs are generated afresh
+    every epoch, not read).
+    """
 
     spec: str
     options: dict[str, Any]
     train: int
     val: int
     val_names: list[str] = field(default_factory=list)
+    train_names: list[str] | None = field(default_factory=list)
 
 
 class ChangeDataModule(pl.LightningDataModule):
@@ -482,7 +479,7 @@ class ChangeDataModule(pl.LightningDataModule):
             train = SyntheticEpochs(generator, length, offset=n_val, typed=typed)
             val = SyntheticFixed(generator, n_val, start=0, typed=typed) if n_val else None
             info = SourceInfo(entry.spec, dict(entry.options), length, n_val,
-                              list(val.names) if val is not None else [])
+                              list(val.names) if val is not None else [], train_names=None)
             return train, val, info
         dataset = self._open(entry)
         train_names, val_names = carve_split(dataset.names, fraction, cfg.val_seed)
@@ -496,7 +493,8 @@ class ChangeDataModule(pl.LightningDataModule):
             train = RandomCropDataset(train_subset, crop, entry.samples_per_epoch * entry.weight,
                                       seed=self._source_seed(number, 1000), weight_by_area=True)
         served = len(train) * (1 if entry.samples_per_epoch else entry.weight)  # type: ignore[arg-type]
-        info = SourceInfo(entry.spec, dict(entry.options), served, len(val_names), list(val_names))
+        info = SourceInfo(entry.spec, dict(entry.options), served, len(val_names), list(val_names),
+                          list(train_names))
         return train, val_subset, info
 
     def _open(self, entry: DatasetEntry) -> PairDataset:
@@ -619,13 +617,17 @@ class ChangeDataModule(pl.LightningDataModule):
                           generator=self._loader_generator(rank, 1))
 
     def split_info(self) -> dict[str, Any]:
-        """The recorded validation split: seed, fraction and held-out names per source."""
+        """The recorded split: seed, fraction, and per source the names trained on and held out.
+
+        Synthetic sources record no `train_names` (None): their pairs are generated.
+        """
         self.setup("fit")
         return {
             "val_seed": self.config.val_seed,
             "val_fraction": self.config.val_fraction,
             "sources": [{"spec": s.spec, "options": s.options, "train": s.train, "val": s.val,
-                         "val_names": s.val_names} for s in self.sources],
+                         "val_names": s.val_names, "train_names": s.train_names}
+                        for s in self.sources],
         }
 
 

@@ -32,9 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from changeseg.errors import ConfigError
+from changeseg.labels import IGNORE_INDEX, UNTYPED_CHANGE
 
-IGNORE_INDEX = 255
-UNTYPED_CHANGE = 254
 LOSS_TERMS = ("ce", "dice", "focal")
 REDUCTIONS = ("weighted_mean", "mean")
 

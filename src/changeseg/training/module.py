@@ -35,9 +35,10 @@ from torchmetrics.classification import (
 
 from changeseg.errors import CheckpointError, ConfigError
 from changeseg.io.checkpoints import load_checkpoint
+from changeseg.labels import IGNORE_INDEX, UNTYPED_CHANGE, is_change
 from changeseg.models import ChangeSegModel, ModelConfig
 from changeseg.models.merge import split_shared_ad
-from changeseg.training.losses import IGNORE_INDEX, UNTYPED_CHANGE, ChangeLoss, LossConfig
+from changeseg.training.losses import ChangeLoss, LossConfig
 
 RNG_KEY = "changeseg_rng"
 INFO_KEY = "changeseg"
@@ -121,12 +122,13 @@ def per_image_f1(prediction: Tensor, target: Tensor) -> Tensor:
     return torch.where(denominator > 0, 2 * tp / denominator.clamp_min(1), torch.zeros_like(tp))
 
 
-def _change_metrics(threshold: float) -> MetricCollection:
+def _change_metrics() -> MetricCollection:
+    """Pixel F1, IoU, precision and recall of 0/1 change decisions (see `decide`)."""
     return MetricCollection({
-        "f1": BinaryF1Score(threshold=threshold, ignore_index=IGNORE_INDEX),
-        "iou": BinaryJaccardIndex(threshold=threshold, ignore_index=IGNORE_INDEX),
-        "precision": BinaryPrecision(threshold=threshold, ignore_index=IGNORE_INDEX),
-        "recall": BinaryRecall(threshold=threshold, ignore_index=IGNORE_INDEX),
+        "f1": BinaryF1Score(ignore_index=IGNORE_INDEX),
+        "iou": BinaryJaccardIndex(ignore_index=IGNORE_INDEX),
+        "precision": BinaryPrecision(ignore_index=IGNORE_INDEX),
+        "recall": BinaryRecall(ignore_index=IGNORE_INDEX),
     })
 
 
@@ -164,8 +166,8 @@ class ChangeSegTask(pl.LightningModule):
                                     list(class_weights) if class_weights is not None else None)
         self.optim = self._optim_defaults(optim or {})
         self.threshold = float(threshold)
-        self.train_metrics = _change_metrics(self.threshold).clone(prefix="train/")
-        self.val_metrics = _change_metrics(self.threshold).clone(prefix="val/")
+        self.train_metrics = _change_metrics().clone(prefix="train/")
+        self.val_metrics = _change_metrics().clone(prefix="val/")
         self.val_f1_per_image = MeanMetric(nan_strategy="ignore")
         self.train_loss = MeanMetric()
         self.val_miou = (MulticlassJaccardIndex(num_classes, ignore_index=IGNORE_INDEX)
@@ -217,6 +219,10 @@ class ChangeSegTask(pl.LightningModule):
         """Per-pixel class logits of the wrapped model."""
         return self.model(reference, comparison)
 
+    def decide(self, probability: Tensor) -> Tensor:
+        """Boolean change decisions at the task's threshold (the rule of `changeseg.labels`)."""
+        return is_change(probability, self.threshold)
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         """One optimisation step: loss on a batch, logged with the learning rate."""
         logits = self(batch["reference"], batch["comparison"])
@@ -228,7 +234,8 @@ class ChangeSegTask(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
         with torch.no_grad():
             self.train_loss.update(loss.detach(), weight=size)
-            self.train_metrics.update(changed_probability(logits.detach()), changed_target(target))
+            decision = self.decide(changed_probability(logits.detach()))
+            self.train_metrics.update(decision.long(), changed_target(target))
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -250,9 +257,10 @@ class ChangeSegTask(pl.LightningModule):
                  sync_dist=True)
         probability = changed_probability(logits)
         binary = changed_target(target)
-        self.val_metrics.update(probability, binary)
+        decision = self.decide(probability)
+        self.val_metrics.update(decision.long(), binary)
         has_label = (binary != IGNORE_INDEX).flatten(1).any(1)
-        scores = per_image_f1(probability >= self.threshold, binary)
+        scores = per_image_f1(decision, binary)
         if bool(has_label.any()):
             self.val_f1_per_image.update(scores[has_label])
         if self.val_miou is not None:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from changeseg.errors import ConfigError
+from changeseg.labels import BINARY_CLASSES, TYPED_CLASSES
 from changeseg.training.losses import LossConfig
 
 DEFAULT_DATA_ROOT = "../shared/data"
@@ -204,6 +205,9 @@ class OutputSection:
     export_last: bool = True
     storage_dtype: str = "float32"
     threshold: float = 0.5
+    # How non-8-bit inputs are scaled for this model (a changeseg.io.scaling spec), recorded in
+    # its config.json; set it when the training images are renderings of raw data (OSCD PNGs).
+    input_scaling: str | None = None
 
 
 @dataclass
@@ -237,9 +241,7 @@ class Recipe:
         """Class names for the exported model (from the data section or the label kind)."""
         if self.data.class_names:
             return list(self.data.class_names)
-        if self.data.labels == "typed":
-            return ["unchanged", "appear", "disappear", "exchange"]
-        return ["unchanged", "changed"]
+        return list(TYPED_CLASSES if self.data.labels == "typed" else BINARY_CLASSES)
 
 
 # ------------------------------------------------------------------ dict -> dataclasses
@@ -392,6 +394,14 @@ def _validate(recipe: Recipe) -> None:
                           f"got {optim.schedule!r}")
     if optim.lr <= 0:
         raise ConfigError("optim.lr must be positive")
+    if recipe.output.input_scaling is not None:
+        from changeseg.errors import InputError
+        from changeseg.io.scaling import parse_scaling
+
+        try:
+            parse_scaling(recipe.output.input_scaling)
+        except InputError as exc:
+            raise ConfigError(f"output.input_scaling: {exc}") from None
     if trainer.monitor_mode not in ("min", "max"):
         raise ConfigError("trainer.monitor_mode must be 'min' or 'max'")
     monitors = [*MONITORS, *(["val/miou"] if recipe.model.model_config()["num_classes"] > 2 else [])]
@@ -610,6 +620,8 @@ def finetune_base(start: str, data_specs: Sequence[str]) -> dict[str, Any]:
         values["data"]["std"] = list(source.std)
         values["data"]["class_names"] = list(source.class_names)
         values["output"] = {"threshold": source.threshold}
+        if source.metadata.get("input_scaling"):  # the fine-tuned model scales its input alike
+            values["output"]["input_scaling"] = str(source.metadata["input_scaling"])
         values["name"] = f"finetune-{path.resolve().name}"
     elif start in PRESETS:
         values["model"] = {"preset": start, "pretrained": "imagenet"}

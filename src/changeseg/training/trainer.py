@@ -313,10 +313,12 @@ def export_run(run_dir: Path, best: ModelCheckpoint | None, context: dict[str, A
             "machine": machine_info(),
             "recipe": recipe.to_dict(),
         }
+        metadata: dict[str, Any] = {"training": training, "val_names": _val_names(context["split"])}
+        if recipe.output.input_scaling:
+            metadata["input_scaling"] = recipe.output.input_scaling  # changeseg.io.scaling
         config = CheckpointConfig(model=context["model_config"], mean=mean, std=std,
                                   class_names=recipe.class_names(), threshold=recipe.output.threshold,
-                                  metadata={"training": training,
-                                            "val_names": _val_names(context["split"])})
+                                  metadata=metadata)
         folder = save_checkpoint(run_dir / label, _model_state(checkpoint), config,
                                  storage_dtype=recipe.output.storage_dtype)
         exported[label] = {"folder": str(folder), "from": training["checkpoint"],

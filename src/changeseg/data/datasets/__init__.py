@@ -8,6 +8,7 @@ its class; it is a plain dict, nothing registers itself on import.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
 from changeseg.data.datasets.airchange import AirChangeDataset
@@ -32,8 +33,12 @@ FORMATS: dict[str, type[PairDataset]] = {
     "sbi2015": SBI2015Dataset,
 }
 
+SYNTHETIC = "synthetic"
+"""The source "format" of generated pairs in training recipes (`synthetic` or `synthetic:PHOTOS`)."""
+
 __all__ = [
     "FORMATS",
+    "SYNTHETIC",
     "AirChangeDataset",
     "ChangeSimDataset",
     "DeepPCBDataset",
@@ -42,8 +47,10 @@ __all__ = [
     "PCDDataset",
     "SBI2015Dataset",
     "VLCMUCDDataset",
+    "is_synthetic",
     "open_dataset",
     "parse_spec",
+    "same_source",
 ]
 
 
@@ -76,3 +83,20 @@ def open_dataset(spec: str, **options: Any) -> PairDataset:
             f"format {fmt!r} has no option {', '.join(unknown)}; its options: {', '.join(accepted)}"
         )
     return cls(path, **options)
+
+
+def is_synthetic(spec: str) -> bool:
+    """Whether a source spec names synthetic pairs (`synthetic` or `synthetic:PHOTOS`)."""
+    return spec.strip().lower().split(":", 1)[0] == SYNTHETIC
+
+
+def same_source(spec: str, other: str) -> bool:
+    """Whether two FORMAT:PATH specs name the same format and the same folder name.
+
+    Paths recorded in a model (relative to where it was trained) and paths given now rarely
+    agree, so the folder's own name stands for the data set.
+    """
+    fmt_a, _, path_a = spec.partition(":")
+    fmt_b, _, path_b = other.partition(":")
+    return (fmt_a.strip().lower() == fmt_b.strip().lower()
+            and Path(path_a.rstrip("/")).name == Path(path_b.rstrip("/")).name)

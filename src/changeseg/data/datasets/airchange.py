@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from changeseg.data.pairs import (
-    BINARY_CLASSES,
     PairDataset,
     PairSample,
     binarize_mask,
@@ -28,6 +27,7 @@ from changeseg.data.pairs import (
 )
 from changeseg.errors import InputError
 from changeseg.io.images import read_image, read_mask
+from changeseg.labels import BINARY_CLASSES
 
 
 class AirChangeDataset(PairDataset):

@@ -30,8 +30,6 @@ from pathlib import Path
 import numpy as np
 
 from changeseg.data.pairs import (
-    BINARY_CLASSES,
-    IGNORE_INDEX,
     PairDataset,
     PairSample,
     list_images,
@@ -40,6 +38,7 @@ from changeseg.data.pairs import (
 )
 from changeseg.errors import InputError
 from changeseg.io.images import read_image
+from changeseg.labels import BINARY_CLASSES, IGNORE_INDEX
 
 MULTI_CLASSES = ("static", "new", "missing", "rotated", "replaced")
 CLASS_COLOURS = ((0, 0, 0), (81, 38, 0), (41, 36, 132), (25, 48, 16), (131, 192, 13))

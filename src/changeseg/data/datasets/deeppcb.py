@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 
 from changeseg.data.pairs import (
-    BINARY_CLASSES,
     PairDataset,
     PairSample,
     clip_boxes,
@@ -33,9 +32,10 @@ from changeseg.data.pairs import (
 )
 from changeseg.errors import InputError
 from changeseg.io.images import read_image, to_model_channels
+from changeseg.labels import BINARY_CLASSES
 
 DEFECT_TYPES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
-TYPED_CLASSES = ("unchanged", *DEFECT_TYPES)
+DEFECT_CLASSES = (BINARY_CLASSES[0], *DEFECT_TYPES)
 
 
 def read_boxes(path: Path) -> np.ndarray:
@@ -74,7 +74,7 @@ class DeepPCBDataset(PairDataset):
         self.root = Path(root)
         self.split = split
         self.typed_mask = typed_mask
-        self.class_names = list(TYPED_CLASSES if typed_mask else BINARY_CLASSES)
+        self.class_names = list(DEFECT_CLASSES if typed_mask else BINARY_CLASSES)
         data = self.root / "PCBData" if (self.root / "PCBData").is_dir() else self.root
         if not data.is_dir() or not any(data.glob("group*")):
             raise InputError(

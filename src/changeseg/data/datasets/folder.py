@@ -19,8 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from changeseg.data.pairs import (
-    BINARY_CLASSES,
-    IGNORE_INDEX,
     PairDataset,
     PairSample,
     binarize_mask,
@@ -30,6 +28,7 @@ from changeseg.data.pairs import (
 )
 from changeseg.errors import InputError
 from changeseg.io.images import read_image, read_mask
+from changeseg.labels import BINARY_CLASSES, IGNORE_INDEX
 
 SPLIT_FOLDERS = ("train", "val", "test")
 

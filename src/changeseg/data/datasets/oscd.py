@@ -33,7 +33,6 @@ import cv2
 import numpy as np
 
 from changeseg.data.pairs import (
-    BINARY_CLASSES,
     PairDataset,
     PairSample,
     binarize_mask,
@@ -41,6 +40,7 @@ from changeseg.data.pairs import (
 )
 from changeseg.errors import InputError
 from changeseg.io.images import read_image, read_mask
+from changeseg.labels import BINARY_CLASSES
 
 BAND_ORDER = (
     "B01",

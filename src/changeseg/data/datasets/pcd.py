@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 
 from changeseg.data.pairs import (
-    BINARY_CLASSES,
     PairDataset,
     PairSample,
     binarize_mask,
@@ -30,6 +29,7 @@ from changeseg.data.pairs import (
 )
 from changeseg.errors import InputError
 from changeseg.io.images import read_image, read_mask
+from changeseg.labels import BINARY_CLASSES
 
 NUM_FOLDS = 5
 MASK_DIRS = ("mask", "ground_truth")

@@ -28,8 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from changeseg.data.pairs import (
-    BINARY_CLASSES,
-    IGNORE_INDEX,
     PairDataset,
     PairSample,
     list_images,
@@ -38,6 +36,7 @@ from changeseg.data.pairs import (
 )
 from changeseg.errors import InputError
 from changeseg.io.images import header_size, read_image, read_mask
+from changeseg.labels import BINARY_CLASSES, IGNORE_INDEX
 
 FOREGROUND = 255
 """Mask value of a foreground (moving or left) object."""

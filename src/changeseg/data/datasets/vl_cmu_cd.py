@@ -33,7 +33,6 @@ import cv2
 import numpy as np
 
 from changeseg.data.pairs import (
-    BINARY_CLASSES,
     PairDataset,
     PairSample,
     binarize_mask,
@@ -43,6 +42,7 @@ from changeseg.data.pairs import (
 )
 from changeseg.errors import InputError
 from changeseg.io.images import read_image
+from changeseg.labels import BINARY_CLASSES
 
 SPLITS = ("train", "test")
 

@@ -1,4 +1,4 @@
-"""The evaluation loop and the report folder it writes."""
+"""The evaluation loop (`changeseg.evaluation.runner.evaluate`) and the report folder it writes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from changeseg.errors import InputError
-from changeseg.training.report import evaluate, make_panel
+from changeseg.evaluation.overlap import TrainingOverlap
+from changeseg.evaluation.runner import evaluate
+from tests.evaluation.hand_cases import LABEL_A, LABEL_B, PROB_A, PROB_B
 
 approx = pytest.approx
 
@@ -31,12 +33,8 @@ def _predict(reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
     return comparison[:, :, 0].astype(np.float64)
 
 
-# Image A (as in test_metrics): TP 3, FP 1, FN 2, TN 10 → F1 2/3.
-LABEL_A = np.array([[1, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.uint8)
-PROB_A = np.array([[0.9, 0.9, 0.9, 0.9], [0.1] * 4, [0.0] * 4, [0.2] * 4])
-# Image B: no change, nothing predicted (TN 16): F1 0 by the zero rule, but a perfect image.
-LABEL_B = np.zeros((4, 4), np.uint8)
-PROB_B = np.full((4, 4), 0.1)
+# Image A (hand_cases): TP 3, FP 1, FN 2, TN 10 → F1 2/3. Image B (hand_cases): no change,
+# nothing predicted (TN 16): F1 0 by the zero rule, but a perfect image.
 # Image C: no change, two false alarms (FP 2, TN 14): F1 0, the worst image.
 LABEL_C = np.zeros((4, 4), np.uint8)
 PROB_C = np.full((4, 4), 0.1)
@@ -172,18 +170,16 @@ def test_bad_datasets_raise_input_error() -> None:
         evaluate(lambda r, c: np.zeros((3, 3)), [_sample("a", LABEL_A, PROB_A)], progress=False)
 
 
-@pytest.mark.parametrize("reference", [
-    np.full((40, 60, 13), 3000, np.uint16),  # multispectral uint16
-    torch.rand(3, 40, 60),  # channels-first float tensor
-    np.full((40, 60), 0.5, np.float32),  # greyscale float
-])
-def test_make_panel_accepts_any_image(reference: object) -> None:
-    target = np.zeros((40, 60), np.uint8)
-    target[5:10, 5:10] = 1
-    target[0, :] = 255
-    prediction = np.zeros((40, 60), np.int64)
-    prediction[5:12, 5:12] = 1
-    panel = make_panel(reference, reference, target, prediction, max_side=30)
-    # tiles shrink to 30×20 (longest side 30), four of them with 4-px gaps, a 20-px title bar
-    assert panel.shape == (20 + 20, 4 * 30 + 3 * 4, 3)
-    assert panel.dtype == np.uint8
+def test_training_overlap_is_reported_and_warned(tmp_path: Path) -> None:
+    overlap = TrainingOverlap(evaluated=3, trained_on=["a"], sources=["folder:x"])
+    result = evaluate(_predict, _dataset(), out_dir=tmp_path, progress=False, worst_k=0,
+                      training_overlap=overlap)
+    assert result["training_overlap"]["trained_on"] == ["a"]
+    assert any("TRAINED ON 1 of the 3" in note for note in result["warnings"])
+    payload = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
+    assert payload["training_overlap"]["trained_on_count"] == 1
+    markdown = (tmp_path / "metrics.md").read_text(encoding="utf-8")
+    assert "## Training overlap" in markdown and "**1 of the 3 evaluated pairs" in markdown
+    clean = evaluate(_predict, _dataset(), progress=False,
+                     training_overlap=TrainingOverlap(evaluated=3, sources=["folder:x"]))
+    assert not any("TRAINED ON" in note for note in clean["warnings"])

@@ -1,4 +1,4 @@
-"""Evaluation protocols against values worked out by hand."""
+"""Evaluation protocols (the streaming accumulators) against values worked out by hand."""
 
 from __future__ import annotations
 
@@ -7,77 +7,11 @@ import pytest
 import torch
 
 from changeseg.errors import InputError
-from changeseg.training.metrics import (
-    BoxMetric,
-    C3POMetric,
-    GlobalMetric,
-    ThresholdSweep,
-    _voc_average_precision,
-    box_iou,
-    build_metrics,
-    c3po_image_scores,
-    confusion_scores,
-    mask_to_boxes,
-    match_boxes,
-    prepare_image,
-)
+from changeseg.evaluation.metrics import BoxMetric, C3POMetric, GlobalMetric, ThresholdSweep, build_metrics
+from changeseg.evaluation.pixels import prepare_image
+from tests.evaluation.hand_cases import LABEL_A, LABEL_B, PROB_A, PROB_B
 
 approx = pytest.approx
-
-# Image A, 4×4. Label: 5 changed pixels. Prediction (p >= 0.5): the whole first row.
-#   label        prediction     outcome
-#   1 1 1 0      1 1 1 1        TP TP TP FP
-#   1 1 0 0      0 0 0 0        FN FN TN TN
-#   0 0 0 0      0 0 0 0        TN ...
-#   0 0 0 0      0 0 0 0
-# TP = 3, FP = 1, FN = 2, TN = 10.
-# Exact: P = 3/4, R = 3/5, F1 = 2·3/(2·3+1+2) = 6/9 = 2/3, IoU = 3/6 = 1/2, acc = 13/16.
-LABEL_A = np.array([[1, 1, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.uint8)
-PROB_A = np.array([[0.9, 0.9, 0.9, 0.9], [0.1, 0.1, 0.1, 0.1], [0.0] * 4, [0.2] * 4])
-# Image B, 4×4: no change, nothing predicted. TP = FP = FN = 0, TN = 16.
-LABEL_B = np.zeros((4, 4), np.uint8)
-PROB_B = np.full((4, 4), 0.1)
-
-
-def test_c3po_image_scores_hand_values() -> None:
-    s = c3po_image_scores(tp=3, fp=1, fn=2, tn=10)
-    assert s["precision"] == approx(0.75, abs=1e-6)
-    assert s["recall"] == approx(0.6, abs=1e-6)
-    assert s["f1"] == approx(2 / 3, abs=1e-6)
-    assert s["accuracy"] == approx(13 / 16, abs=1e-6)
-
-
-def test_c3po_empty_image_scores_zero() -> None:
-    # no true change, nothing predicted: 0/(0+1e-7) = 0 for P and R, so F1 = 0/(0+0+1e-7) = 0
-    s = c3po_image_scores(tp=0, fp=0, fn=0, tn=16)
-    assert s["precision"] == 0.0 and s["recall"] == 0.0 and s["f1"] == 0.0
-    assert s["accuracy"] == approx(1.0, abs=1e-6)
-    # no true change but false alarms: also 0
-    assert c3po_image_scores(tp=0, fp=5, fn=0, tn=11)["f1"] == 0.0
-
-
-def test_c3po_epsilon_is_float32() -> None:
-    # the epsilon is added in float32: 10 + 1e-7 rounds back to 10, so a perfect image with
-    # 10 changed pixels scores exactly 1; with a single changed pixel 1 + 1e-7 is representable
-    # (1.00000012) and F1 stays just below 1
-    assert c3po_image_scores(tp=10, fp=0, fn=0, tn=6)["f1"] == 1.0
-    f1 = c3po_image_scores(tp=1, fp=0, fn=0, tn=15)["f1"]
-    assert f1 < 1.0
-    assert f1 == approx(1.0, abs=1e-6)
-
-
-@pytest.mark.parametrize("counts", [(3, 1, 2, 10), (0, 0, 0, 16), (10, 0, 0, 6), (1, 7, 0, 1),
-                                    (123456, 789, 1011, 5_000_000)])
-def test_c3po_matches_float32_torch_arithmetic_bit_for_bit(counts: tuple[int, ...]) -> None:
-    # the official code does the same arithmetic on float32 torch tensors
-    tp, fp, fn, tn = (torch.tensor([float(c)], dtype=torch.float32) for c in counts)
-    precision = tp / (tp + fp + 1e-7)
-    recall = tp / (tp + fn + 1e-7)
-    f1 = 2 * recall * precision / (precision + recall + 1e-7)
-    ours = c3po_image_scores(*counts)
-    assert ours["precision"] == precision.item()
-    assert ours["recall"] == recall.item()
-    assert ours["f1"] == f1.item()
 
 
 def test_c3po_metric_averages_over_images_including_empty_ones() -> None:
@@ -136,17 +70,24 @@ def test_ignored_pixels_are_left_out_everywhere() -> None:
     assert s["f1_at_threshold"] == approx(6 / 7)  # 2·3 / (2·3 + 0 + 1)
 
 
+MULTI_LABEL = np.array([[0, 1, 2], [0, 1, 2]], np.uint8)
+MULTI_PREDICTION = np.array([[0, 1, 1], [2, 1, 2]])
+
+
+def _peaked(prediction: np.ndarray, classes: int, low: float, high: float) -> np.ndarray:
+    """C×H×W class probabilities whose argmax is `prediction` (`high` there, `low` elsewhere)."""
+    prob = np.full((classes, *prediction.shape), low)
+    np.put_along_axis(prob, prediction[None], high, axis=0)
+    return prob
+
+
 def test_multiclass_global_hand_values_and_torchmetrics_agree() -> None:
     # label      prediction (argmax)   M[true, pred]
     # 0 1 2      0 1 1                 [[1, 0, 1],
     # 0 1 2      2 1 2                  [0, 2, 0],
     #                                   [0, 1, 1]]
-    label = np.array([[0, 1, 2], [0, 1, 2]], np.uint8)
-    pred = np.array([[0, 1, 1], [2, 1, 2]])
-    prob = np.full((3, 2, 3), 0.1)
-    for y in range(2):
-        for x in range(3):
-            prob[pred[y, x], y, x] = 0.8
+    label, pred = MULTI_LABEL, MULTI_PREDICTION
+    prob = _peaked(pred, 3, 0.1, 0.8)
     metric = GlobalMetric(class_names=["none", "appear", "disappear"])
     metric.update(prob, label)
     r = metric.compute()
@@ -173,12 +114,8 @@ def test_absent_class_miou_global_versus_official() -> None:
     # same as above with a 4th class that never occurs in label or prediction:
     # global mIoU averages the 3 defined IoUs (0.5); the official C-3PO ConfusionMatrix counts
     # the absent class as 0 and divides by 4: (1/2 + 2/3 + 1/3 + 0) / 4 = 0.375
-    label = np.array([[0, 1, 2], [0, 1, 2]], np.uint8)
-    pred = np.array([[0, 1, 1], [2, 1, 2]])
-    prob = np.full((4, 2, 3), 0.05)
-    for y in range(2):
-        for x in range(3):
-            prob[pred[y, x], y, x] = 0.85
+    label = MULTI_LABEL
+    prob = _peaked(MULTI_PREDICTION, 4, 0.05, 0.85)
     g, c = GlobalMetric(), C3POMetric()
     g.update(prob, label)
     c.update(prob, label)
@@ -186,24 +123,6 @@ def test_absent_class_miou_global_versus_official() -> None:
     assert g.compute()["miou"] == approx(0.5)
     assert c.compute()["miou"] == approx(0.375)
     assert c.compute()["per_class_iou"]["class_3"] == 0.0
-
-
-def test_confusion_scores_undefined_kappa() -> None:
-    # everything one class in both label and prediction: p_e = 1, kappa undefined
-    r = confusion_scores(np.array([[7, 0], [0, 0]]))
-    assert r["kappa"] is None
-    assert r["overall_accuracy"] == 1.0
-    assert r["per_class_iou"]["changed"] is None
-    assert r["f1"] == 0.0
-
-
-def test_two_channel_probabilities_are_binary_and_thresholded() -> None:
-    prob = np.stack([1 - PROB_A, PROB_A])
-    image = prepare_image(prob, LABEL_A, threshold=0.5)
-    assert image.num_classes == 2
-    assert int(image.prediction.sum()) == 4
-    image = prepare_image(torch.from_numpy(prob).float(), torch.from_numpy(LABEL_A), 0.95)
-    assert int(image.prediction.sum()) == 0
 
 
 def test_bad_inputs_raise_input_error() -> None:
@@ -217,51 +136,6 @@ def test_bad_inputs_raise_input_error() -> None:
         build_metrics(["c3po", "nope"])
     with pytest.raises(InputError, match="bad option"):
         build_metrics(["boxes"], options={"boxes": {"colour": 1}})
-
-
-# --- boxes (DeepPCB protocol) -----------------------------------------------------------------
-
-
-def test_box_iou_hand_values() -> None:
-    # inclusive corners: [0,0,3,3] covers 4×4 = 16 pixels
-    a = np.array([[0, 0, 3, 3]])
-    b = np.array([[2, 0, 5, 3], [10, 10, 12, 12], [0, 0, 3, 3], [3, 3, 3, 3]])
-    # columns 2–3 × rows 0–3 = 8 shared, union 16+16−8 = 24 → 1/3; disjoint → 0; same → 1;
-    # the single corner pixel (3,3) → 1/16
-    assert box_iou(a, b)[0].tolist() == approx([1 / 3, 0.0, 1.0, 1 / 16])
-
-
-def test_match_boxes_is_greedy_by_score_and_strict() -> None:
-    truth = np.array([[0, 0, 9, 9]])  # 100 pixels
-    loose = [0, 0, 9, 4]  # 50 pixels inside it: IoU 0.5
-    tight = [0, 0, 9, 8]  # 90 pixels: IoU 0.9
-    preds = np.array([loose, tight], float)
-    # the higher score goes first and takes the only ground-truth box, even with lower IoU
-    assert match_boxes(preds, np.array([0.9, 0.6]), truth).tolist() == [True, False]
-    assert match_boxes(preds, np.array([0.6, 0.9]), truth).tolist() == [False, True]
-    # IoU exactly 1/3 passes "> 0.33" but not "> 1/3"
-    third = np.array([[0, 0, 1, 0]], float), np.array([[1, 0, 2, 0]], float)  # 1/(2+2−1)
-    assert match_boxes(third[0], np.ones(1), third[1]).tolist() == [True]
-    assert match_boxes(third[0], np.ones(1), third[1], iou_threshold=1 / 3).tolist() == [False]
-
-
-def test_mask_to_boxes_scores_area_and_merging() -> None:
-    mask = np.zeros((6, 14), bool)
-    mask[1:3, 0:2] = True  # 4 px
-    mask[1:3, 4:6] = True  # 4 px, a 2-column gap from the first
-    mask[5, 13] = True  # 1 px
-    prob = np.where(mask, 0.6, 0.0)
-    prob[1, 4], prob[2, 5] = 1.0, 0.8  # second blob: 1.0, 0.6, 0.6, 0.8 → mean 0.75, max 1.0
-    boxes, scores = mask_to_boxes(mask, prob)
-    assert boxes.tolist() == [[0, 1, 1, 2], [4, 1, 5, 2], [13, 5, 13, 5]]  # inclusive corners
-    assert scores.tolist() == approx([0.6, 0.75, 0.6])
-    assert mask_to_boxes(mask, prob, score="max")[1].tolist() == approx([0.6, 1.0, 0.6])
-    assert len(mask_to_boxes(mask, prob, min_area=2)[0]) == 2
-    # a gap of 2 background columns merges at merge_distance=2, not at 1
-    assert len(mask_to_boxes(mask, prob, merge_distance=1, min_area=2)[0]) == 2
-    merged, merged_scores = mask_to_boxes(mask, prob, merge_distance=2, min_area=2)
-    assert merged.tolist() == [[0, 1, 5, 2]]
-    assert merged_scores.tolist() == approx([(0.6 * 4 + 3.0) / 8])  # original pixels only
 
 
 def test_box_metric_hand_values() -> None:
@@ -300,14 +174,6 @@ def test_box_metric_falls_back_to_label_components() -> None:
     metric = BoxMetric()
     assert metric.update(prob, label) == {"gt_boxes": 2, "pred_boxes": 2, "matched_boxes": 2}
     assert metric.compute()["images_boxes_from_mask"] == 1
-
-
-def test_voc_average_precision_hand_value() -> None:
-    # ranked: hit, miss, hit with 3 positives → recall 1/3, 1/3, 2/3; precision 1, 1/2, 2/3;
-    # envelope 1, 2/3, 2/3: AP = 1/3·1 + 0 + 1/3·2/3 = 5/9
-    ap = _voc_average_precision(np.array([0.9, 0.8, 0.7]), np.array([True, False, True]), 3)
-    assert ap == approx(5 / 9)
-    assert _voc_average_precision(np.zeros(0), np.zeros(0, bool), 0) is None
 
 
 # --- threshold sweep ------------------------------------------------------------------------
@@ -387,15 +253,3 @@ def test_c3po_mean_is_a_float32_running_total(rng: np.random.Generator) -> None:
 def _counts(pred: np.ndarray, true: np.ndarray) -> tuple[int, int, int, int]:
     return (int((pred & true).sum()), int((pred & ~true).sum()), int((~pred & true).sum()),
             int((~pred & ~true).sum()))
-
-
-def test_typed_predictions_by_threshold_follow_the_predictor():
-    # p(unchanged) 0.6 → the argmax says "unchanged", but at threshold 0.3 the pixel changed
-    # and its type is the most likely change class (exchange)
-    probs = np.array([[0.6, 0.9], [0.1, 0.02], [0.05, 0.03], [0.25, 0.05]])[:, None, :]
-    label = np.array([[3, 0]])
-    argmax = prepare_image(probs, label, 0.3)
-    typed = prepare_image(probs, label, 0.3, typed_by_threshold=True)
-    assert argmax.prediction.tolist() == [[0, 0]]
-    assert typed.prediction.tolist() == [[3, 0]]
-    assert prepare_image(probs, label, 0.5, typed_by_threshold=True).prediction.tolist() == [[0, 0]]

@@ -24,315 +24,30 @@ Protocols (each names itself in a report by its ``name``):
   changed and unchanged pixels give TP/FP/FN at every threshold of a grid: the
   precision-recall curve, F1 against threshold and the best-F1 threshold.
 
-Conventions shared by all protocols (see ``docs/evaluation.md``):
-
-- ``target`` holds class indices; 255 (:data:`IGNORE_INDEX`) marks pixels that are ignored
-  everywhere. "Change" is any class other than 0.
-- ``probability`` is H×W (the probability of change) or C×H×W class probabilities. With H×W,
-  1×H×W or 2×H×W the task is binary and a pixel is predicted changed when its change
-  probability is ``>= threshold``; with C > 2 classes the prediction is the argmax and the
-  change probability used by the sweep and box scores is ``1 − p[0]``.
-- A ratio whose denominator is zero is reported as 0 (precision, recall, F1) or ``None``
-  (IoU of a class that appears nowhere, kappa when it is undefined).
+The conventions (labels, threshold rule, zero denominators) are those of
+:mod:`changeseg.evaluation.pixels`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
 from changeseg.errors import InputError
-
-IGNORE_INDEX = 255
-"""Label value of pixels that no protocol counts (padding, unlabelled borders)."""
-
-C3PO_EPS = 1e-7
-"""The epsilon the official C-3PO code adds to every denominator (``CD_metric_torch``)."""
-
-DEEPPCB_IOU = 0.33
-"""DeepPCB's box-match criterion: a detection is correct when IoU > 0.33."""
-
-
-# --------------------------------------------------------------------------------------------
-# One image, prepared once and shared by every protocol
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PreparedImage:
-    """One image's prediction and label, validated and in the form every protocol uses.
-
-    Attributes:
-        name: the sample's name (for per-image rows and worst-image panels).
-        change_probability: H×W float64 in [0, 1], the probability of "any change".
-        prediction: H×W int64 predicted class indices (binary tasks: 0/1).
-        target: H×W int64 class indices, with :data:`IGNORE_INDEX` for ignored pixels.
-        valid: H×W bool, ``target != IGNORE_INDEX``.
-        num_classes: 2 for binary change, C for C-class probabilities.
-        threshold: the threshold the prediction was made with (binary tasks).
-        boxes: ground-truth boxes ``N×4+`` (x1, y1, x2, y2, ...; inclusive pixel corners) or
-            None.
-    """
-
-    name: str
-    change_probability: np.ndarray
-    prediction: np.ndarray
-    target: np.ndarray
-    valid: np.ndarray
-    num_classes: int
-    threshold: float
-    boxes: np.ndarray | None = None
-
-    @property
-    def predicted_change(self) -> np.ndarray:
-        """H×W bool: predicted as any change class, on valid pixels only."""
-        return (self.prediction != 0) & self.valid
-
-    @property
-    def true_change(self) -> np.ndarray:
-        """H×W bool: labelled as any change class, on valid pixels only."""
-        return (self.target != 0) & self.valid
-
-
-def _to_numpy(array: Any) -> np.ndarray:
-    """Accept numpy arrays, torch tensors (any device) and nested sequences."""
-    if hasattr(array, "detach"):
-        array = array.detach().cpu().numpy()
-    return np.asarray(array)
-
-
-def binarize(probability: np.ndarray, threshold: float) -> np.ndarray:
-    """Predicted change mask: ``probability >= threshold``, compared in float64.
-
-    Comparing in float64 (not the array's float32) makes the mask agree exactly with the
-    threshold sweep's counts at the same threshold.
-    """
-    return np.asarray(probability, dtype=np.float64) >= float(threshold)
-
-
-def prepare_image(
-    probability: Any,
-    target: Any,
-    threshold: float = 0.5,
-    name: str = "",
-    boxes: Any = None,
-    typed_by_threshold: bool = False,
-) -> PreparedImage:
-    """Validate one prediction/label pair and derive what every protocol needs.
-
-    Args:
-        probability: H×W change probability, or C×H×W class probabilities (C = 1 or 2 is
-            binary: the change probability is the last channel; C > 2 is multi-class and the
-            prediction is the argmax).
-        target: H×W class indices (uint8), 255 = ignored. A leading axis of size 1 is dropped.
-        threshold: binary decision threshold (``probability >= threshold`` is change).
-        name: the sample's name.
-        boxes: optional ground-truth boxes, ``N×4`` or ``N×5`` (x1, y1, x2, y2[, class]) with
-            inclusive pixel corners (the changeseg sample convention).
-        typed_by_threshold: multi-class predictions as changeseg's predictor makes them —
-            class 0 where the change probability ``1 − p(class 0)`` is below `threshold`,
-            elsewhere the most likely of the other classes — instead of the plain argmax of
-            the official code.
-
-    Raises:
-        InputError: on mismatched shapes, probabilities outside [0, 1], or label values that
-            are neither a class index nor 255 (e.g. an unconverted 0/255 mask of a
-            multi-class task).
-    """
-    prob = _to_numpy(probability)
-    label = _to_numpy(target)
-    if label.ndim == 3 and label.shape[0] == 1:
-        label = label[0]
-    if label.ndim == 3 and label.shape[2] == 1:
-        label = label[:, :, 0]
-    if label.ndim != 2:
-        raise InputError(f"{name or 'mask'}: expected an H×W label mask, got shape {label.shape}")
-    if label.dtype == np.bool_:
-        label = label.astype(np.uint8)
-    if not np.issubdtype(label.dtype, np.integer):
-        raise InputError(f"{name or 'mask'}: label masks must hold integer class indices, "
-                         f"got dtype {label.dtype}")
-    label = label.astype(np.int64, copy=False)
-
-    if prob.ndim == 3 and prob.shape[0] == 1:
-        prob = prob[0]
-    if prob.ndim == 2:
-        num_classes = 2
-        change = prob.astype(np.float64)
-    elif prob.ndim == 3 and prob.shape[0] == 2:
-        num_classes = 2
-        change = prob[1].astype(np.float64)
-    elif prob.ndim == 3 and prob.shape[0] > 2:
-        num_classes = int(prob.shape[0])
-        change = 1.0 - prob[0].astype(np.float64)
-    else:
-        raise InputError(f"{name or 'prediction'}: expected an H×W or C×H×W probability map, "
-                         f"got shape {prob.shape}")
-    if change.shape != label.shape:
-        raise InputError(f"{name or 'prediction'}: probability map is {change.shape[0]}×"
-                         f"{change.shape[1]} but the mask is {label.shape[0]}×{label.shape[1]}")
-    if not np.all(np.isfinite(change)):
-        raise InputError(f"{name or 'prediction'}: probability map holds NaN or infinity")
-    tolerance = 1e-4  # float32 softmax outputs may overshoot 1 by a rounding error
-    if change.size and (change.min() < -tolerance or change.max() > 1 + tolerance):
-        raise InputError(f"{name or 'prediction'}: probabilities must lie in [0, 1], got "
-                         f"[{change.min():.4g}, {change.max():.4g}] (pass probabilities, "
-                         f"not logits)")
-    change = np.clip(change, 0.0, 1.0)
-
-    valid = label != IGNORE_INDEX
-    bad = valid & ((label < 0) | (label >= num_classes))
-    if bad.any():
-        values = np.unique(label[bad])[:5].tolist()
-        raise InputError(f"{name or 'mask'}: label values {values} are not class indices of a "
-                         f"{num_classes}-class task (0..{num_classes - 1}, 255 = ignore); "
-                         f"convert 0/255 masks to 0/1")
-
-    if num_classes == 2:
-        prediction = binarize(change, threshold).astype(np.int64)
-    elif typed_by_threshold:
-        prediction = np.where(binarize(change, threshold), np.argmax(prob[1:], axis=0) + 1, 0)
-        prediction = prediction.astype(np.int64)
-    else:
-        prediction = np.argmax(prob, axis=0).astype(np.int64)
-
-    gt_boxes = None
-    if boxes is not None:
-        gt_boxes = _to_numpy(boxes).astype(np.float64)
-        if gt_boxes.size == 0:
-            gt_boxes = gt_boxes.reshape(0, 4)
-        elif gt_boxes.ndim == 1:
-            gt_boxes = gt_boxes.reshape(1, -1)
-        if gt_boxes.ndim != 2 or gt_boxes.shape[1] < 4:
-            raise InputError(f"{name or 'boxes'}: boxes must be N×4 or N×5 "
-                             f"(x1, y1, x2, y2[, class]), got shape {gt_boxes.shape}")
-    return PreparedImage(
-        name=name,
-        change_probability=change,
-        prediction=prediction,
-        target=label,
-        valid=valid,
-        num_classes=num_classes,
-        threshold=float(threshold),
-        boxes=gt_boxes,
-    )
-
-
-@dataclass(frozen=True)
-class PixelCounts:
-    """Binary change counts of one image (valid pixels only)."""
-
-    tp: int
-    fp: int
-    fn: int
-    tn: int
-    ignored: int
-
-    @classmethod
-    def of(cls, image: PreparedImage) -> PixelCounts:
-        """Count TP/FP/FN/TN of "any change" against the label, skipping ignored pixels."""
-        pred = image.predicted_change
-        true = image.true_change
-        tp = int(np.count_nonzero(pred & true))
-        fp = int(np.count_nonzero(pred & ~true))
-        fn = int(np.count_nonzero(~pred & true))
-        valid = int(np.count_nonzero(image.valid))
-        return cls(tp=tp, fp=fp, fn=fn, tn=valid - tp - fp - fn, ignored=image.valid.size - valid)
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    """``numerator / denominator``, or 0 when the denominator is 0."""
-    return float(numerator) / float(denominator) if denominator else 0.0
-
-
-def exact_scores(tp: int, fp: int, fn: int, tn: int = 0) -> dict[str, float]:
-    """Precision, recall, F1, IoU and accuracy from counts, with no epsilon (0 when undefined)."""
-    return {
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": _ratio(tp, tp + fp + fn),
-        "accuracy": _ratio(tp + tn, tp + fp + fn + tn),
-    }
-
-
-def c3po_image_scores(tp: int, fp: int, fn: int, tn: int, eps: float = C3PO_EPS) -> dict[str, float]:
-    """One image's precision, recall, accuracy and F1 as the official C-3PO code computes them.
-
-    Mirrors ``CD_metric_torch`` in DoctorKey/C-3PO ``src/utils.py``: counts are float32, every
-    denominator gets ``+ 1e-7`` (added in float32), and F1 is ``2 * R * P / (P + R + 1e-7)``
-    evaluated left to right. An image with no true change therefore scores P = R = F1 = 0,
-    including when nothing is predicted. Because the epsilon is added in float32 it vanishes
-    in rounding once a denominator is 2 or more (a perfect image scores exactly 1), and only
-    a denominator of 1 is nudged (F1 0.99999982 for a perfect one-pixel change).
-    """
-    f32 = np.float32
-    tp32, fp32, fn32, tn32, e = f32(tp), f32(fp), f32(fn), f32(tn), f32(eps)
-    precision = tp32 / (tp32 + fp32 + e)
-    recall = tp32 / (tp32 + fn32 + e)
-    accuracy = (tp32 + tn32) / (tp32 + fp32 + fn32 + tn32 + e)
-    f1 = f32(2) * recall * precision / (precision + recall + e)
-    return {"precision": float(precision), "recall": float(recall),
-            "accuracy": float(accuracy), "f1": float(f1)}
-
-
-def _class_names(num_classes: int, class_names: Sequence[str] | None) -> list[str]:
-    if class_names is not None:
-        names = [str(n) for n in class_names]
-        if len(names) != num_classes:
-            raise InputError(f"{len(names)} class names given for a {num_classes}-class task")
-        return names
-    if num_classes == 2:
-        return ["unchanged", "changed"]
-    return ["unchanged"] + [f"class_{i}" for i in range(1, num_classes)]
-
-
-def confusion_scores(matrix: np.ndarray, class_names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Standard scores from a confusion matrix ``M[true, predicted]``.
-
-    Returns overall accuracy, Cohen's kappa (``(p_o − p_e) / (1 − p_e)`` with
-    ``p_e = Σ_k row_k · col_k / N²``; None when ``p_e = 1``), per-class IoU
-    (``M[k,k] / (row_k + col_k − M[k,k])``, None for a class absent from both label and
-    prediction), mIoU over the classes whose IoU is defined, and the binary change scores
-    (class 0 against all others together): precision, recall, F1, IoU.
-    """
-    m = np.asarray(matrix, dtype=np.float64)
-    n = m.shape[0]
-    names = _class_names(n, class_names)
-    total = m.sum()
-    diag = np.diag(m)
-    rows, cols = m.sum(axis=1), m.sum(axis=0)
-    accuracy = _ratio(diag.sum(), total)
-    if total:
-        expected = float((rows * cols).sum()) / (total * total)
-        kappa = None if expected >= 1.0 else (accuracy - expected) / (1.0 - expected)
-    else:
-        kappa = None
-    union = rows + cols - diag
-    per_class = {names[k]: (float(diag[k] / union[k]) if union[k] else None) for k in range(n)}
-    defined = [v for v in per_class.values() if v is not None]
-    tp = float(m[1:, 1:].sum())
-    fp = float(m[0, 1:].sum())
-    fn = float(m[1:, 0].sum())
-    tn = float(m[0, 0])
-    change = exact_scores(tp, fp, fn, tn)
-    return {
-        "precision": change["precision"],
-        "recall": change["recall"],
-        "f1": change["f1"],
-        "iou": change["iou"],
-        "overall_accuracy": accuracy,
-        "kappa": kappa,
-        "per_class_iou": per_class,
-        "miou": float(np.mean(defined)) if defined else None,
-        "counts": {"tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn),
-                   "pixels": int(total)},
-    }
-
+from changeseg.evaluation.boxes import DEEPPCB_IOU, average_precision, mask_to_boxes, match_boxes
+from changeseg.evaluation.pixels import (
+    C3PO_EPS,
+    PixelCounts,
+    PreparedImage,
+    c3po_image_scores,
+    class_names_for,
+    confusion_scores,
+    prepare_image,
+    ratio,
+)
+from changeseg.labels import IGNORE_INDEX
 
 # --------------------------------------------------------------------------------------------
 # Protocol accumulators
@@ -449,7 +164,7 @@ class C3POMetric(_MetricBase):
             with np.errstate(divide="ignore", invalid="ignore"):
                 iou = np.where(union > 0, diag / np.where(union > 0, union, 1),
                                np.float32(0.0)).astype(np.float32)
-            names = _class_names(m.shape[0], self.class_names)
+            names = class_names_for(m.shape[0], self.class_names)
             result["per_class_iou"] = {names[k]: float(iou[k]) for k in range(len(names))}
             result["miou"] = float(iou.mean())
         return result
@@ -520,142 +235,6 @@ class GlobalMetric(_MetricBase):
         return result
 
 
-def _group_components(mask: np.ndarray, labels: np.ndarray,
-                      probability: np.ndarray, score: str
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boxes (x1, y1, x2, y2, inclusive pixel corners), areas and scores per label.
-
-    Only pixels of ``mask`` count; ``labels`` may come from a dilated copy of the mask, in
-    which case nearby components share a label and become one box.
-    """
-    ys, xs = np.nonzero(mask)
-    if ys.size == 0:
-        return np.zeros((0, 4)), np.zeros(0, dtype=np.int64), np.zeros(0)
-    lab = labels[ys, xs]
-    order = np.argsort(lab, kind="stable")
-    lab, ys, xs = lab[order], ys[order], xs[order]
-    probs = probability[ys, xs]
-    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
-    areas = np.diff(np.r_[starts, lab.size])
-    boxes = np.stack([
-        np.minimum.reduceat(xs, starts), np.minimum.reduceat(ys, starts),
-        np.maximum.reduceat(xs, starts), np.maximum.reduceat(ys, starts),
-    ], axis=1).astype(np.float64)
-    reduce_max = score == "max"
-    scores = np.maximum.reduceat(probs, starts) if reduce_max else np.add.reduceat(probs, starts) / areas
-    return boxes, areas.astype(np.int64), scores.astype(np.float64)
-
-
-def mask_to_boxes(
-    mask: np.ndarray,
-    probability: np.ndarray | None = None,
-    min_area: int = 0,
-    score: str = "mean",
-    merge_distance: int = 0,
-    connectivity: int = 8,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Connected components of a binary mask as boxes with scores.
-
-    Args:
-        mask: H×W bool (or 0/1) mask.
-        probability: H×W change probability for the scores (all ones when None).
-        min_area: components with fewer pixels are dropped.
-        score: ``"mean"`` or ``"max"`` probability over the component's pixels.
-        merge_distance: 0 (default) labels the mask as it is; ``g > 0`` first dilates it with a
-            (g+1)×(g+1) square so that components separated by at most ``g`` background
-            pixels (horizontally, vertically or diagonally) merge into one box. Boxes, areas
-            and scores still use the original pixels only.
-        connectivity: 8 (default) or 4, passed to OpenCV.
-
-    Returns:
-        ``(boxes, scores)``: ``N×4`` float64 boxes ``x1, y1, x2, y2`` with inclusive pixel
-        corners (a component covering columns 3..5 has x1 = 3, x2 = 5), the convention of
-        changeseg samples and DeepPCB annotations, and ``N`` scores.
-    """
-    if score not in ("mean", "max"):
-        raise InputError(f"box score must be 'mean' or 'max', got {score!r}")
-    if connectivity not in (4, 8):
-        raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
-    binary = np.asarray(mask).astype(bool)
-    prob = (np.ones(binary.shape, np.float64) if probability is None
-            else np.asarray(probability, dtype=np.float64))
-    source = binary.astype(np.uint8)
-    if merge_distance > 0:
-        kernel = np.ones((merge_distance + 1, merge_distance + 1), np.uint8)
-        source = cv2.dilate(source, kernel, anchor=(0, 0))
-    _count, labels, _stats, _centroids = cv2.connectedComponentsWithStats(
-        source, connectivity=connectivity, ltype=cv2.CV_32S)
-    boxes, areas, scores = _group_components(binary, labels, prob, score)
-    keep = areas >= max(int(min_area), 1)
-    return boxes[keep], scores[keep]
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix between ``N×4`` and ``M×4`` boxes with inclusive pixel corners.
-
-    A box ``x1, y1, x2, y2`` covers columns x1..x2 and rows y1..y2, so its area is
-    ``(x2 − x1 + 1)·(y2 − y1 + 1)`` pixels: the IoU is that of the two pixel sets.
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2])
-                 - np.maximum(a[:, None, 0], b[None, :, 0]) + 1, 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3])
-                 - np.maximum(a[:, None, 1], b[None, :, 1]) + 1, 0, None)
-    inter = iw * ih
-    area_a = np.clip(a[:, 2] - a[:, 0] + 1, 0, None) * np.clip(a[:, 3] - a[:, 1] + 1, 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0] + 1, 0, None) * np.clip(b[:, 3] - b[:, 1] + 1, 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def match_boxes(pred: np.ndarray, scores: np.ndarray, truth: np.ndarray,
-                iou_threshold: float = DEEPPCB_IOU) -> np.ndarray:
-    """Greedy one-to-one matching; returns a bool per predicted box (True = matched).
-
-    Predicted boxes are visited from the highest score down (ties keep their order); each
-    takes the still-unmatched ground-truth box with the highest IoU, if that IoU is strictly
-    greater than ``iou_threshold``.
-    """
-    matched = np.zeros(len(pred), dtype=bool)
-    if len(pred) == 0 or len(truth) == 0:
-        return matched
-    # candidate pairs above the threshold, computed in row blocks so that thousands of noisy
-    # components against thousands of boxes never need the full IoU matrix in memory
-    candidates: list[tuple[np.ndarray, np.ndarray]] = []
-    for start in range(0, len(pred), 256):
-        for row in box_iou(pred[start:start + 256], truth):
-            index = np.flatnonzero(row > iou_threshold)
-            candidates.append((index, row[index]))
-    taken = np.zeros(len(truth), dtype=bool)
-    for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable"):
-        index, values = candidates[i]
-        free = ~taken[index]
-        if free.any():
-            j = index[free][int(np.argmax(values[free]))]
-            taken[j] = True
-            matched[i] = True
-    return matched
-
-
-def _voc_average_precision(scores: np.ndarray, hits: np.ndarray, positives: int) -> float | None:
-    """All-point interpolated average precision of ranked detections (None without positives)."""
-    if positives == 0:
-        return None
-    if scores.size == 0:
-        return 0.0
-    order = np.argsort(-scores, kind="stable")
-    tp = np.cumsum(hits[order])
-    fp = np.cumsum(~hits[order])
-    recall = tp / positives
-    precision = tp / (tp + fp)
-    # precision envelope from the right, then the area under the recall steps
-    envelope = np.maximum.accumulate(precision[::-1])[::-1]
-    previous = np.r_[0.0, recall[:-1]]
-    return float(np.sum((recall - previous) * envelope))
-
-
 class BoxMetric(_MetricBase):
     """The DeepPCB protocol, class-agnostic: predicted components against ground-truth boxes.
 
@@ -721,8 +300,8 @@ class BoxMetric(_MetricBase):
 
     def compute(self) -> dict[str, Any]:
         """Precision, recall, F-score and AP of boxes over the set, with the counts."""
-        precision = _ratio(self._tp, self._pred)
-        recall = _ratio(self._tp, self._gt)
+        precision = ratio(self._tp, self._pred)
+        recall = ratio(self._tp, self._gt)
         scores = np.concatenate(self._scores) if self._scores else np.zeros(0)
         hits = np.concatenate(self._hits) if self._hits else np.zeros(0, dtype=bool)
         return {
@@ -731,8 +310,8 @@ class BoxMetric(_MetricBase):
             "threshold": self.threshold,
             "precision": precision,
             "recall": recall,
-            "f1": _ratio(2 * precision * recall, precision + recall),
-            "ap": _voc_average_precision(scores, hits, self._gt),
+            "f1": ratio(2 * precision * recall, precision + recall),
+            "ap": average_precision(scores, hits, self._gt),
             "counts": {"matched": self._tp, "predicted": self._pred, "ground_truth": self._gt},
             "images_boxes_from_mask": self._from_mask,
             "iou_threshold": self.iou_threshold,
@@ -826,7 +405,7 @@ class ThresholdSweep(_MetricBase):
             "protocol": self.name,
             "images": self._images,
             "threshold": self.threshold,
-            "f1_at_threshold": _ratio(2 * tp, 2 * tp + fp + fn),
+            "f1_at_threshold": ratio(2 * tp, 2 * tp + fp + fn),
             "best_threshold": float(self.thresholds[best]),
             "best_f1": float(f1[best]),
             "best_threshold_range": [float(self.thresholds[ties[0]]),

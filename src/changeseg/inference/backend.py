@@ -1,0 +1,71 @@
+"""The backend protocol, and what the pipeline asks of any backend.
+
+Torch-free. A *backend* turns a prepared image pair into class probabilities
+(:class:`ProbaBackend`); the pipeline (`changeseg.inference.pipeline`), the windowed GeoTIFF
+path (`changeseg.inference.geo`), batch runs and the service also use, where present,
+
+- ``prepare(image, name) -> H×W×C array`` (read an image and adapt its channels),
+- ``class_names``, and optionally ``name``, ``trained`` and ``config`` (``threshold``,
+  ``metadata``),
+
+which both the PyTorch `ChangeDetector` and the ONNX runtime provide. The helpers here read
+a backend's own defaults and check its input bands.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from changeseg.errors import InputError
+
+
+@cache
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 pays off.
+
+    Read from /proc/cpuinfo (no torch import): both PyTorch's autocast and OpenVINO's bf16
+    inference precision hint are used only where this is true.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@runtime_checkable
+class ProbaBackend(Protocol):
+    """Anything that turns a prepared image pair into class probabilities."""
+
+    def predict_proba(self, reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
+        """Class probabilities (num_classes×H×W float32) for two same-size H×W×C images."""
+        ...
+
+
+def backend_threshold(backend: Any) -> float:
+    """The backend's own decision threshold (config.threshold), 0.5 when it has none."""
+    return float(getattr(getattr(backend, "config", None), "threshold", 0.5))
+
+
+def backend_min_area(backend: Any) -> int:
+    """The backend's own minimum region area (config.metadata["min_area"]), 0 when it has none.
+
+    A model whose regions are scored as detections (e.g. `pcb`) records the minimum area
+    chosen with its threshold on its validation split.
+    """
+    metadata = getattr(getattr(backend, "config", None), "metadata", None) or {}
+    return int(metadata.get("min_area", 0))
+
+
+def check_channels(backend: Any, image: np.ndarray, name: str, source: Any = None) -> None:
+    """Fail early, with a hint about band selection, when the model cannot take the image's bands."""
+    try:
+        backend.prepare(np.zeros((1, 1, image.shape[2]), image.dtype), name)
+    except InputError as exc:
+        where = f" {source}" if source is not None else ""
+        raise InputError(f"{name}{where} has {image.shape[2]} band(s): {exc}; select bands with --bands "
+                         "(bands=...), e.g. --bands 4,3,2 for Sentinel-2 RGB") from None

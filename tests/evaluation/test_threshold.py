@@ -1,0 +1,41 @@
+"""A model's threshold re-chosen as the best-F1 threshold on its run's validation pairs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from changeseg.evaluation.threshold import choose_threshold
+from tests.training.train_helpers import write_pairs
+
+
+class SquareFinder:
+    """A stand-in model: change probability 0.3 where the images differ much, 0.1 elsewhere."""
+
+    config = SimpleNamespace(threshold=0.5)
+
+    def prepare(self, image: np.ndarray, name: str) -> np.ndarray:
+        return np.asarray(image, np.float32)
+
+    def predict_proba(self, reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
+        change = np.where(np.abs(comparison - reference).mean(axis=2) > 40, 0.3, 0.1)
+        return np.stack([1 - change, change]).astype(np.float32)
+
+
+def test_the_threshold_is_the_best_f1_one_on_the_validation_pairs(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "pairs", count=4, size=32, seed=0)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"threshold": 0.5, "metadata": {}}))
+    sources = [{"spec": f"folder:{pairs}", "options": {}, "val_names": ["pair_01", "pair_03"]},
+               {"spec": "synthetic", "options": {}, "val_names": ["synth_000000"]}]  # not read
+    chosen = choose_threshold(SquareFinder(), model, sources)
+    # every threshold in (0.1, 0.3] finds exactly the squares; the one nearest 0.5 is kept
+    assert chosen == {"threshold": 0.3, "f1": 1.0, "pairs": 2}
+    config = json.loads((model / "config.json").read_text())
+    assert config["threshold"] == 0.3
+    assert config["metadata"]["threshold_choice"]["previous"] == 0.5
+    assert choose_threshold(SquareFinder(), model, sources[1:]) is None  # nothing to choose on
