@@ -224,3 +224,13 @@ def test_auto_uses_the_backend_directly_for_small_images(patch_pair):
     backend = PixelBackend()
     predict_proba_auto(backend, *patch_pair, TilingOptions(512))
     assert backend.calls == [(192, 256, 3)]
+
+
+@pytest.mark.parametrize("classes", [2, 3, 4, 6])
+def test_change_classes_is_the_argmax_of_the_change_classes(rng, classes):
+    from changeseg.inference.tiling import change_classes
+
+    probs = rng.random((classes, 300, 131)).astype(np.float32)
+    probs[:, :9, :7] = 0.25  # ties: the lower class wins, as with argmax
+    got = change_classes(probs, band_rows=64)
+    assert got.dtype == np.uint8 and np.array_equal(got, probs[1:].argmax(axis=0) + 1)

@@ -268,11 +268,18 @@ def predict_proba_auto(backend: ProbaBackend, reference: np.ndarray, comparison:
 
 
 def change_classes(strip: np.ndarray, band_rows: int = 128) -> np.ndarray:
-    """The most likely change class (1…K−1, uint8 h×W) of each pixel of a K×h×W probability strip,
-    taken `band_rows` rows at a time (no h×W int64 index array)."""
-    out = np.empty(strip.shape[1:], np.uint8)
+    """The most likely change class (1…K−1, uint8 h×W) of each pixel of a K×h×W probability strip
+    — `strip[1:].argmax(axis=0) + 1` for finite probabilities (ties go to the lower class) —
+    taken `band_rows` rows at a time by running comparisons: no h×W int64 index array."""
+    out = np.ones(strip.shape[1:], np.uint8)
     for top in range(0, strip.shape[1], band_rows):
-        out[top:top + band_rows] = strip[1:, top:top + band_rows].argmax(axis=0) + 1
+        rows = slice(top, top + band_rows)
+        best = strip[1, rows].copy()
+        classes = out[rows]
+        for k in range(2, strip.shape[0]):
+            better = strip[k, rows] > best
+            classes[better] = k
+            np.maximum(best, strip[k, rows], out=best)
     return out
 
 
