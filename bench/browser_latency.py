@@ -19,18 +19,13 @@ installed by `make`.
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import os
 import platform
 import shlex
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -38,35 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from changeseg.inference.onnx_runtime import OnnxChangeDetector, physical_cores  # noqa: E402
-from changeseg.service.web_bundle import ISOLATION_HEADERS, ORT_WEB_VERSION, export_web  # noqa: E402
+from changeseg.service.web_bundle import ORT_WEB_VERSION, export_web, serve_static  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
                  "--no-first-run", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--window-size=1280,1500"]
-
-
-@contextmanager
-def static_server(folder: Path, isolated: bool) -> Iterator[str]:
-    """http.server on a free loopback port serving `folder` (with COOP/COEP when `isolated`)."""
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def end_headers(self) -> None:
-            if isolated:
-                for name, value in ISOLATION_HEADERS.items():
-                    self.send_header(name, value)
-            super().end_headers()
-
-    handler = functools.partial(Handler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def browser_runs(url: str, reference: Path, comparison: Path, runs: int, profile: Path) -> list[dict]:
@@ -131,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         site = export_web(args.model, Path(scratch) / "site").folder
         rows = []
         for isolated in (False, True):
-            with static_server(site, isolated) as url:
+            with serve_static(site, isolated) as url:
                 runs = browser_runs(url, reference, comparison, args.runs,
                                     Path(scratch) / f"profile-{isolated}")
             warm = runs[1:] or runs

@@ -13,14 +13,6 @@ from changeseg.io.images import read_image, write_png
 from tests.conftest import require_real_data
 
 
-@pytest.fixture
-def images(tmp_path, rng):
-    reference = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    comparison = reference.copy()
-    comparison[5:25, 10:40] = 255 - comparison[5:25, 10:40]
-    return write_png(tmp_path / "ref.png", reference), write_png(tmp_path / "cmp.png", comparison)
-
-
 def test_writes_all_outputs_and_a_summary_line(images, tmp_path, tiny_checkpoint, capsys):
     out = tmp_path / "out"
     code = detect.main([str(images[0]), str(images[1]), "-o", str(out), "--model", str(tiny_checkpoint),

@@ -8,21 +8,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from changeseg.cli import detect
-from changeseg.io.images import write_png
 from tests.inference.test_outputs import unwritable_folder
 from tests.io.test_native import png_with_bad_chunks
-
-
-@pytest.fixture
-def images(tmp_path, rng):
-    reference = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    comparison = reference.copy()
-    comparison[5:25, 10:40] = 255 - comparison[5:25, 10:40]
-    return write_png(tmp_path / "ref.png", reference), write_png(tmp_path / "cmp.png", comparison)
 
 
 def run(args: list[str], capsys) -> tuple[int, str, str]:

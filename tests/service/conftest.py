@@ -18,6 +18,7 @@ import pytest
 
 from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities
 from tests.conftest import PROJECT_ROOT, require_real_data
+from tests.service.chromium import browser  # noqa: F401  (the headless Chromium fixture)
 
 SERVER_START_TIMEOUT_S = 120.0
 

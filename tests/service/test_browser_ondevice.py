@@ -19,14 +19,10 @@ Needs Chromium + chromedriver + selenium (see test_browser.py) and the onnxrunti
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
 import json
 import statistics
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -38,66 +34,16 @@ from changeseg.cli.main import main as changeseg_main
 from changeseg.inference.onnx_runtime import OnnxChangeDetector
 from changeseg.io.checkpoints import read_config
 from changeseg.io.images import encode_png
-from changeseg.service.web_bundle import ISOLATION_HEADERS, export_web
+from changeseg.service.web_bundle import export_web, serve_static
 from tests.conftest import PROJECT_ROOT
 from tests.inference.onnx_helpers import changed_pair, export_tiny
 from tests.service.conftest import start_server, stop_server
-from tests.service.test_browser import CHROMIUM_ARGS, find_binaries, missing_browser
 from tests.service.test_web_bundle import require_runtime
 
 COFFEE = PROJECT_ROOT / "examples" / "coffee"
 RUN_TIMEOUT_S = 600
 
 
-@pytest.fixture
-def browser(tmp_path, monkeypatch):
-    """A headless Chromium with a fresh profile whose console is kept (shown when a test fails)."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing_browser("selenium is not installed")
-    chromium, chromedriver = find_binaries()
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    options = Options()
-    options.binary_location = chromium
-    for argument in [*CHROMIUM_ARGS, "--disable-quic", f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=chromedriver))
-    driver.set_page_load_timeout(60)
-    driver.set_script_timeout(120)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-@contextmanager
-def static_server(folder: Path, isolated: bool = False) -> Iterator[str]:
-    """Python's http.server serving `folder` on a free 127.0.0.1 port (with COOP/COEP when `isolated`)."""
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:  # keep the test output clean
-            pass
-
-        def end_headers(self) -> None:
-            if isolated:
-                for name, value in ISOLATION_HEADERS.items():
-                    self.send_header(name, value)
-            super().end_headers()
-
-    handler = functools.partial(Handler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def console(browser) -> str:
@@ -181,7 +127,7 @@ def test_static_folder_runs_the_default_model_like_python(default_site, browser,
     from selenium.webdriver.support.ui import WebDriverWait
 
     reference, comparison = COFFEE / "reference.png", COFFEE / "comparison.png"
-    with static_server(default_site) as url:
+    with serve_static(default_site) as url:
         browser.get(f"{url}/index.html?ep=wasm")
         line = browser.find_element(By.ID, "model-line")
         WebDriverWait(browser, 30).until(lambda d: "Model: default" in line.text)
@@ -256,7 +202,7 @@ def test_tiles_are_blended_like_python_and_isolation_gives_threads(tiny_site, br
     reference, comparison = changed_pair(np.random.default_rng(21), 260, 300)
     (tmp_path / "before.png").write_bytes(encode_png(reference))
     (tmp_path / "after.png").write_bytes(encode_png(comparison))
-    with static_server(tiny_site, isolated=True) as url:
+    with serve_static(tiny_site, isolated=True) as url:
         browser.get(f"{url}/index.html?ep=wasm&tile=128")
         WebDriverWait(browser, 30).until(lambda d: "Model:" in d.find_element(By.ID, "model-line").text)
         result, mask = run_pair(browser, tmp_path / "before.png", tmp_path / "after.png")
@@ -341,7 +287,7 @@ def test_bad_pairs_get_one_clear_message_on_the_device(tiny_site, browser, tmp_p
     (tmp_path / "before.png").write_bytes(encode_png(reference))
     (tmp_path / "after.png").write_bytes(encode_png(comparison[:60]))
     (tmp_path / "notes.png").write_text("not really a picture")
-    with static_server(tiny_site) as url:
+    with serve_static(tiny_site) as url:
         browser.get(f"{url}/index.html?ep=wasm")
         status = browser.find_element(By.ID, "status")
         browser.find_element(By.ID, "reference-input").send_keys(str(tmp_path / "before.png"))

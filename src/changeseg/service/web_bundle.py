@@ -22,12 +22,16 @@ be exported (a cache miss).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -182,6 +186,34 @@ def page_html(mode: str) -> str:
     if mode == "static":
         return text.replace(SERVER_MODE_MARK, STATIC_MODE_MARK, 1)
     raise InputError(f"unknown page mode {mode!r}; expected server or static")
+
+
+@contextmanager
+def serve_static(folder: str | os.PathLike, isolated: bool = False) -> Iterator[str]:
+    """Serve an exported folder from Python's http.server on a free 127.0.0.1 port (for a local
+    look, the browser tests and the latency bench); yields its URL. With `isolated`, every answer
+    carries the COOP/COEP headers that WebAssembly threads need (plain http.server sends none)."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # no request lines on stderr
+            pass
+
+        def end_headers(self) -> None:
+            if isolated:
+                for name, value in ISOLATION_HEADERS.items():
+                    self.send_header(name, value)
+            super().end_headers()
+
+    handler = functools.partial(Handler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 @dataclass(frozen=True)
