@@ -2,7 +2,7 @@
 # Ablation of the `default` recipe's synthetic changes: real object cut-outs (copy-paste) against
 # random-shaped blobs, everything else equal. Both arms start from link 1 of the default chain
 # (runs/chain/default-1, see tools/chain_default.sh; its shared a/d conv split into two, as in
-# link 3), train for the same steps on the same data mix (configs/default.yaml), and differ
+# link 3), train for the same steps on the same data mix (link 3's, configs/default-link3.yaml), and differ
 # only in `p_real_object` / `p_inpaint` of the synthetic sources (0 = blobs only). Each arm is scored on pairs none of them trained on: the recipe's
 # copy-paste synthetic validation pairs (typed), its held-out SBI2015 scenes, and TSUNAMI.
 #   bash bench/ablation_default.sh [STEPS_EPOCHS]       (default 2 epochs ≈ 270 steps per arm)
@@ -21,9 +21,9 @@ COMMON=(model.init_from=runs/chain/default-1 trainer.max_epochs="$EPOCHS"
 BLOBS=(data.train.0.options.p_real_object=0 data.train.0.options.p_inpaint=0
        data.train.1.options.p_real_object=0)
 [ -d "$OUT/copy-paste/last" ] || [ -d "$OUT/copy-paste/best" ] || \
-  $BIN/changeseg train -c configs/default.yaml "${COMMON[@]}" --out "$OUT/copy-paste" >"$OUT/copy-paste.log" 2>&1
+  $BIN/changeseg train -c configs/default-link3.yaml "${COMMON[@]}" --out "$OUT/copy-paste" >"$OUT/copy-paste.log" 2>&1
 [ -d "$OUT/blobs/last" ] || [ -d "$OUT/blobs/best" ] || \
-  $BIN/changeseg train -c configs/default.yaml "${COMMON[@]}" "${BLOBS[@]}" --out "$OUT/blobs" >"$OUT/blobs.log" 2>&1
+  $BIN/changeseg train -c configs/default-link3.yaml "${COMMON[@]}" "${BLOBS[@]}" --out "$OUT/blobs" >"$OUT/blobs.log" 2>&1
 
 # the recipe's copy-paste synthetic validation pairs (source 0, seed 43, pairs 0-47)
 if [ ! -f "$OUT/synval-street/meta.json" ]; then
@@ -36,19 +36,23 @@ score() { # ARM MODEL SET SPEC [options...]
   shift 4
   $BIN/changeseg evaluate -m "$model" -d "$spec" -o "$OUT/$arm-$set" --worst 0 "$@" >/dev/null
 }
-# arms: link 1, the two ablation arms, and (when present) the chain's links 2-4 and the
+# arms: link 1, the two ablation arms, and (when present) the chain's links 2-6 and the
 # shipped model (calibrated), also with test-time augmentation
 ARMS=(link1 blobs copy-paste)
 [ -d runs/default-link2/best ] && ARMS+=(link2)
 [ -d runs/default-link3/best ] && ARMS+=(link3)
-[ -d runs/default/best ] && ARMS+=(link4)
+[ -d runs/default-link4/best ] && ARMS+=(link4)
+[ -d runs/default-link5/best ] && ARMS+=(link5)
+[ -d runs/default-link6-dwsep/best ] && ARMS+=(link6)
 ARMS+=(shipped shipped-tta)
 model_of() {
   case $1 in
     link1) echo runs/chain/default-1 ;;
     link2) echo runs/default-link2/best ;;
     link3) echo runs/default-link3/best ;;
-    link4) echo runs/default/best ;;
+    link4) echo runs/default-link4/best ;;
+    link5) echo runs/default-link5/best ;;
+    link6) echo runs/default-link6-dwsep/best ;;
     shipped|shipped-tta) echo default ;;
     *) if [ -d "$OUT/$1/best" ]; then echo "$OUT/$1/best"; else echo "$OUT/$1/last"; fi ;;
   esac

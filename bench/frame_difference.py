@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pairs-per-scene", type=int, default=16)
     parser.add_argument("--min-gap", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--both-foreground", default="change", choices=("change", "ignore", "differs"),
+                        help="label of pixels foreground in both frames (the reader's both_foreground)")
     parser.add_argument("--sigma", type=float, default=1.5, help="Gaussian blur sigma in pixels")
     parser.add_argument("--threshold", type=int, default=25,
                         help="the fixed threshold in grey levels (changed where |difference| >= it)")
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()] if args.scenes else None
     data = SBI2015Dataset(args.root, scenes=scenes, pairs_per_scene=args.pairs_per_scene,
+                          both_foreground=args.both_foreground,
                           min_gap=args.min_gap, seed=args.seed)
     per_pair: dict[str, list[np.ndarray]] = {scene: [] for scene in data.scenes}
     ignored: dict[str, list[int]] = {scene: [0, 0] for scene in data.scenes}

@@ -7,6 +7,8 @@
 #   bash bench/validate_models.sh [DATA_DIR [MODEL...]]   (default $CHANGESEG_DATA or ../shared/data;
 #                                                          models: pcb aerial default, all by default)
 # Reports land in runs/eval/<model>-<set>/ (metrics.json, metrics.md, per_image.csv, plots).
+# A candidate not yet packaged (a calibrated run folder) stands in for `default` with
+#   DEFAULT_MODEL=runs/calibrated/x OUT=runs/eval-x bash bench/validate_models.sh DATA default
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -14,12 +16,15 @@ DATA=$(realpath "${1:-${CHANGESEG_DATA:-../shared/data}}")
 shift || true
 MODELS=${*:-pcb aerial default}
 BIN=.venv/bin
-OUT=runs/eval
+OUT=${OUT:-runs/eval}
+DEFAULT_MODEL=${DEFAULT_MODEL:-default}
 evaluate() { # MODEL NAME SPEC [options...]
   local model=$1 name=$2 spec=$3
   shift 3
   echo "== $model on $name"
-  $BIN/changeseg evaluate -m "$model" -d "$spec" -o "$OUT/$model-$name" --worst 4 "$@" >/dev/null
+  local path=$model
+  [ "$model" != default ] || path=$DEFAULT_MODEL
+  $BIN/changeseg evaluate -m "$path" -d "$spec" -o "$OUT/$model-$name" --worst 4 "$@" >/dev/null
   $BIN/python - "$OUT/$model-$name/metrics.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
@@ -72,6 +77,13 @@ evaluate default sbi2015-heldout "sbi2015:$DATA/surveillance/sbi2015" \
 echo "== frame differencing on the same SBI2015 pairs"
 $BIN/python bench/frame_difference.py "$DATA/surveillance/sbi2015" --scenes CaVignal,HallAndMonitor \
   --pairs-per-scene 16 | grep -E "^(scene|all)"
+# the same pairs with a still object (foreground in both frames, the same pixels) not called change
+evaluate default sbi2015-heldout-static "sbi2015:$DATA/surveillance/sbi2015" \
+  --data-option "scenes=[CaVignal, HallAndMonitor]" --data-option pairs_per_scene=16 \
+  --data-option both_foreground=differs
+echo "== frame differencing on the same SBI2015 pairs, still objects not change"
+$BIN/python bench/frame_difference.py "$DATA/surveillance/sbi2015" --scenes CaVignal,HallAndMonitor \
+  --pairs-per-scene 16 --both-foreground differs | grep -E "^(scene|all)"
 for set in oscd airchange; do
   evaluate default "$set-aerialval" "$set:$DATA/$set" --names model-val:aerial
 done

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Calibrate a trained `default` run (link 3 by default) on its validation pairs and package it.
+# Calibrate a trained `default` run (runs/default/best by default) on its validation pairs and package it.
 # Validation pairs: the recipe's copy-paste synthetic pairs (seed 43, pairs 0-47: no link of the
 # chain trained on them), the same objects on scikit-image's photos, the two held-out SBI2015
 # scenes, and its held-out OSCD / AirChange / LEVIR / DSIFN / EGY pairs (`--names model-val`).
@@ -7,12 +7,16 @@
 # TSUNAMI is never used: it stays the zero-shot check.
 #   bash tools/calibrate_default.sh [RUN_MODEL]        (default runs/default/best)
 #   OUT_DIR=runs/calibrated/x NO_PACKAGE=1 bash tools/calibrate_default.sh runs/x/best   # calibrate only
+# Every validation source weighs alike (--balance-sources, from link 7): by pixel count the two
+# synthetic sets would set the threshold for the real domains.
+#   CALIBRATE_ARGS= bash tools/calibrate_default.sh ...        # pixel-count weighting (links 3-6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
 DATA=$(realpath "${CHANGESEG_DATA:-../shared/data}")
 MODEL=${1:-runs/default/best}
 BIN=.venv/bin
+CALIBRATE_ARGS=${CALIBRATE_ARGS---balance-sources}
 synth_once() { # FOLDER synth-arguments...
   local folder=$1
   shift
@@ -34,5 +38,5 @@ $BIN/python tools/calibrate_model.py "$MODEL" \
   --data-option "1:label_dir=label_typed" --data-option "1:$typed" \
   --data-option "2:label_dir=label_typed" --data-option "2:$typed" \
   --data-option "3:scenes=[CaVignal, HallAndMonitor]" --data-option "3:pairs_per_scene=16" \
-  --out "${OUT_DIR:-runs/calibrated/default}"
+  --out "${OUT_DIR:-runs/calibrated/default}" $CALIBRATE_ARGS
 [ -n "${NO_PACKAGE:-}" ] || $BIN/python tools/package_model.py "${OUT_DIR:-runs/calibrated/default}" default

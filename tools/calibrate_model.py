@@ -43,6 +43,7 @@ from changeseg.evaluation.calibration import (
     DEFAULT_MAX_PIXELS,
     PixelSampler,
     apply_to_logits,
+    balanced_sample,
     calibrate,
     fold_into_model,
 )
@@ -147,6 +148,9 @@ def main() -> None:
                         help="fit only T by NLL (the bias then only moves the threshold into range)")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
                         help="tile images larger than this, as the predictor does (0 = never)")
+    parser.add_argument("--balance-sources", action="store_true",
+                        help="weigh every DATA_SPEC alike (the same number of sampled pixels from each) "
+                             "instead of by pixel count, so the largest set does not set the threshold")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     args = parser.parse_args()
     started = time.perf_counter()
@@ -171,22 +175,29 @@ def main() -> None:
 
     backend = LogitBackend(detector)
     tiling = TilingOptions(args.tile_size)
-    sampler = PixelSampler(args.max_pixels, seed=args.seed)
+    sources = len(args.data) if args.balance_sources else 1
+    samplers = [PixelSampler(args.max_pixels // sources, seed=args.seed + s) for s in range(sources)]
     check_pair: tuple[np.ndarray, np.ndarray] | None = None
     inferred = time.perf_counter()
     for done, (s, i) in enumerate(jobs, 1):
         sample = sets[s][i]
         reference = backend.prepare(sample["reference"], "reference")
         comparison = backend.prepare(sample["comparison"], "comparison")
-        sampler.add(predict_proba_auto(backend, reference, comparison, tiling), sample["mask"])
+        probabilities = predict_proba_auto(backend, reference, comparison, tiling)
+        samplers[s if args.balance_sources else 0].add(probabilities, sample["mask"])
         if check_pair is None:
             check_pair = (reference[:256, :256], comparison[:256, :256])
         if done % 10 == 0 or done == len(jobs):
             print(f"  {done}/{len(jobs)} pairs, {time.perf_counter() - inferred:.0f} s", flush=True)
     inference_s = time.perf_counter() - inferred
-    logits, targets = sampler.logits, sampler.targets
-    print(f"collected {len(targets):,} of {sampler.seen:,} labelled pixels ({targets.mean():.2%} change) "
-          f"from {sampler.pairs} pairs in {inference_s:.0f} s")
+    seen, pairs = sum(s.seen for s in samplers), sum(s.pairs for s in samplers)
+    if args.balance_sources:
+        logits, targets = balanced_sample(samplers, args.max_pixels // sources, seed=args.seed)
+    else:
+        logits, targets = samplers[0].logits, samplers[0].targets
+    print(f"collected {len(targets):,} of {seen:,} labelled pixels ({targets.mean():.2%} change) "
+          f"from {pairs} pairs in {inference_s:.0f} s"
+          + (f", {args.max_pixels // sources:,} per source" if args.balance_sources else ""))
 
     calibration, report = calibrate(logits, targets, tuple(args.threshold_range),
                                     fit_bias=not args.temperature_only, margin=args.margin,
@@ -237,7 +248,8 @@ def main() -> None:
         + "; if it is outside the range, the bias moves it to the nearer end of the range, "
         f"{report['margin']} inside",
         "previous_threshold": previous_threshold,
-        "pixels": int(len(targets)), "pixels_seen": sampler.seen, "pairs": sampler.pairs,
+        "pixels": int(len(targets)), "pixels_seen": seen, "pairs": pairs,
+        "weighting": "each data source alike" if args.balance_sources else "by pixel count",
         "data": [{"spec": spec, "options": option, "names": selector}
                  for spec, option, selector in zip(args.data, options, selectors)],
         "max_pairs": args.max_pairs, "seed": args.seed, "source_model": str(args.model),

@@ -169,6 +169,26 @@ def test_batch_from_two_folders_through_the_group(pair_list, tmp_path, tiny_chec
     assert (out / "levir" / "regions.json").is_file() and (out / "synth" / "regions.json").is_file()
 
 
+def test_batch_no_overlap_runs_pairs_one_after_another_with_the_same_results(pair_list, tmp_path,
+                                                                             tiny_checkpoint, monkeypatch):
+    import changeseg.inference.batch_pipeline as pipeline
+
+    args = ["--ref-dir", str(tmp_path / "A"), "--cmp-dir", str(tmp_path / "B"), "-m", str(tiny_checkpoint),
+            "--precision", "fp32"]
+    assert detect.main([*args, "-o", str(tmp_path / "overlapped")]) == 0
+
+    def no_threads(*_args, **_kwargs):
+        raise AssertionError("--no-overlap must not start the overlapped pipeline")
+
+    monkeypatch.setattr(pipeline, "run_batch_overlapped", no_threads)
+    assert detect.main([*args, "-o", str(tmp_path / "sequential"), "--no-overlap"]) == 0
+    for name in ("levir", "synth"):
+        for output in ("mask.png", "overlay.png", "types.png"):
+            overlapped = tmp_path / "overlapped" / name / output
+            if overlapped.exists() or output != "types.png":
+                assert (tmp_path / "sequential" / name / output).read_bytes() == overlapped.read_bytes()
+
+
 @pytest.mark.parametrize("args, message", [
     (["a.png", "b.png", "--pairs", "p.csv"], "not both"),
     (["--ref-dir", "A"], "go together"),
@@ -177,6 +197,7 @@ def test_batch_from_two_folders_through_the_group(pair_list, tmp_path, tiny_chec
     (["a.png", "b.png", "--ecc"], "need --align"),
     (["a.png", "b.png", "--tile-size", "64", "--tile-overlap", "40"], "at most half"),
     (["a.png", "b.png", "--bands", "0,1"], "1-based"),
+    (["a.png", "b.png", "--no-overlap"], "local batch runs"),
 ])
 def test_mode_and_option_errors_are_one_line(args, message, tmp_path, capsys):
     code = detect.main([*args, "-o", str(tmp_path / "out")])

@@ -16,6 +16,7 @@ from changeseg.evaluation.calibration import (
     Calibration,
     PixelSampler,
     apply_to_logits,
+    balanced_sample,
     best_f1_threshold,
     calibrate,
     change_probability,
@@ -163,6 +164,21 @@ def test_pixel_sampler_is_seeded_uniform_and_bounded():
     assert changed.tolist() == [False, True, True, True, False]
 
 
+def test_balanced_sample_takes_as_many_pixels_from_every_source():
+    rng = np.random.default_rng(1)
+    small, large, empty = PixelSampler(seed=0), PixelSampler(seed=1), PixelSampler(seed=2)
+    small.add(np.full((2, 10, 10), [[[0.0]], [[1.0]]], np.float32), np.ones((10, 10), np.uint8))
+    large.add(rng.normal(size=(2, 100, 100)).astype(np.float32), np.zeros((100, 100), np.uint8))
+    logits, targets = balanced_sample([small, large, empty], per_source=500, seed=3)
+    assert logits.shape == (1000, 2) and targets.shape == (1000,)
+    assert targets[:500].all() and not targets[500:].any()  # 100 pixels drawn with replacement
+    assert len({tuple(row) for row in logits[500:]}) == 500  # 10 000 pixels drawn without
+    again = balanced_sample([small, large, empty], per_source=500, seed=3)
+    assert np.array_equal(again[0], logits)
+    with pytest.raises(InputError):
+        balanced_sample([empty], per_source=10)
+
+
 def test_keep_threshold_maps_the_models_threshold_and_keeps_its_decisions():
     logits, target = sampled_logits(classes=2, bias=1.0, seed=4)
     raw = logits * 3.0 + np.array([0.0, 3.0])  # overconfident towards change
@@ -212,6 +228,7 @@ def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
     assert 0.3 <= config["threshold"] <= 0.7
     assert calibration["pairs"] == 3 and calibration["pixels"] <= 5000 + 64 * 64
     assert calibration["previous_threshold"] == 0.9
+    assert calibration["weighting"] == "by pixel count"
     # the written network's logits are the calibrated logits of the original one
     reference, comparison = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     written = ChangeDetector.from_pretrained(out, precision="fp32").model
@@ -219,3 +236,12 @@ def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
     with torch.no_grad():
         assert torch.allclose(written(reference, comparison),
                               apply_to_logits(model(reference, comparison), fitted), atol=1e-5)
+
+    write_folder_pairs(tmp_path / "more", count=1, size=32)
+    monkeypatch.setattr(sys, "argv", ["calibrate_model.py", str(source), f"folder:{tmp_path / 'pairs'}",
+                                      f"folder:{tmp_path / 'more'}", "--out", str(out),
+                                      "--max-pixels", "2000", "--balance-sources"])
+    runpy.run_path(str(TOOL), run_name="__main__")
+    assert "1,000 per source" in capsys.readouterr().out
+    calibration = json.loads((out / "config.json").read_text())["metadata"]["calibration"]
+    assert calibration["weighting"] == "each data source alike" and calibration["pixels"] == 2000

@@ -10,6 +10,7 @@ import torch
 from changeseg.errors import ConfigError
 from changeseg.models.model import ChangeSegModel, ModelConfig, build_model, count_macs, count_parameters
 from changeseg.models.presets import PRESETS, preset_config
+from changeseg.models.pyramid import seed_fuse_from_conv3x3
 
 # Parameter counts and a digest of every state-dict key and shape, recorded from the code as it
 # was before `msf_fuse` existed (the same numbers; checkpoints load into these layouts).
@@ -60,3 +61,31 @@ def test_cheaper_fusions_cost_less_and_round_trip(fuse):
 def test_an_unknown_fusion_is_a_config_error():
     with pytest.raises(ConfigError, match="msf fuse must be one of"):
         build_model(msf_fuse="conv5x5")
+
+
+@pytest.mark.parametrize("fuse", ["conv1x1", "dwsep"])
+def test_a_trained_3x3_fusion_seeds_a_cheaper_one(fuse):
+    """On a flat feature map the seeded cheaper fusion computes exactly what the 3×3 one did."""
+    torch.manual_seed(0)
+    base = build_model(fpn_channels=16).eval()
+    cheap = build_model(fpn_channels=16, msf_fuse=fuse).eval()
+    seeded = seed_fuse_from_conv3x3(base.state_dict(), cheap.state_dict())
+    assert "pyramid.fuse.0.weight" not in seeded
+    cheap.load_state_dict(seeded)
+    flat = torch.rand(1, 16 * 4, 1, 1).expand(1, 16 * 4, 9, 9).contiguous()
+    with torch.no_grad():
+        expected, got = base.pyramid.fuse(flat), cheap.pyramid.fuse(flat)
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))  # zero padding differs at borders
+    assert torch.allclose(got[inner], expected[inner], atol=1e-5)
+
+
+def test_training_init_from_a_3x3_checkpoint_loads_every_other_tensor():
+    from changeseg.training.module import load_matching_weights
+
+    base = build_model(fpn_channels=16)
+    cheap = build_model(fpn_channels=16, msf_fuse="dwsep")
+    loaded, skipped = load_matching_weights(cheap, base.state_dict())
+    assert skipped == []
+    assert "pyramid.fuse.0.1.weight" in loaded
+    assert torch.equal(cheap.state_dict()["pyramid.fuse.1.running_mean"],
+                       base.state_dict()["pyramid.fuse.1.running_mean"])

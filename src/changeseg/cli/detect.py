@@ -180,6 +180,10 @@ def pixel_limit_hint() -> Iterator[None]:
 @click.option("--max-pixels", type=click.IntRange(0), default=DEFAULT_MAX_PIXELS, show_default=True,
               help="Refuse image files whose header declares more pixels than this, before decoding "
                    "them (0 = no limit). GeoTIFF pairs read in windows (--windowed) are not limited.")
+@click.option("--overlap/--no-overlap", default=True, show_default=True,
+              help="Batch: read the next pair and write the last one while the model runs (threads). "
+                   "--no-overlap: one pair after another, which can be faster where other jobs "
+                   "already keep every core busy.")
 @click.option("--save-probability", is_flag=True, help="Also write probability.png (0-255).")
 @click.option("--save-branches", is_flag=True,
               help="Also write the i/a/d/e branch activation maps of every pyramid level as "
@@ -209,7 +213,7 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
             bands: str | None, windowed: bool | None, scale: str, max_pixels: int, save_probability: bool,
             save_branches: bool, tta: bool, ray_address: str | None = None, ray_workers: int | None = None,
             ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float = 0.0,
-            ray_num_cpus: int | None = None) -> int:
+            ray_num_cpus: int | None = None, overlap: bool = True) -> int:
     """Detect changes between REFERENCE and COMPARISON images (or many pairs) and write the results.
 
     GeoTIFF inputs (files or folders of single-band files) keep their georeference: mask.tif,
@@ -227,6 +231,9 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
     elif reference is None or comparison is None:
         raise click.UsageError("give REFERENCE and COMPARISON images, or --pairs LIST.csv, or "
                                "--ref-dir A --cmp-dir B")
+    if not overlap and (not batch or ray_address is not None):
+        raise click.UsageError("--no-overlap is for local batch runs (--pairs or --ref-dir/--cmp-dir, "
+                               "without --ray)")
     if save_branches and backend == "auto":
         backend = "torch"  # branch maps come from the PyTorch network
     if save_branches and backend != "torch":
@@ -245,7 +252,7 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
                                tta, ray)
     if batch:
         return _run_batch(pairs_csv, ref_dir, cmp_dir, out_dir, overwrite, model, backend, device,
-                          precision, options, tta)
+                          precision, options, tta, overlap)
     assert reference is not None and comparison is not None
     return _run_single(reference, comparison, out_dir, model, backend, device, precision, options,
                        tta)
@@ -283,7 +290,7 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
 
 def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, out_dir: str,
                overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any,
-               tta: bool = False) -> int:
+               tta: bool = False, overlap: bool = True) -> int:
     from changeseg.inference.batch import pairs_from_csv, pairs_from_dirs, run_batch
     from changeseg.inference.outputs import check_output_folder
 
@@ -300,7 +307,7 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
                 update(index + 1, total)
 
         report = run_batch(detector, jobs, out_dir, options, resume=not overwrite, model=model,
-                           on_pair=on_pair)
+                           on_pair=on_pair, overlap=overlap)
     untrained_warning(detector, model)
     return _report_batch(report, str(report.summary_path), f"; {backend_label(detector, backend)}")
 

@@ -399,6 +399,30 @@ class PixelSampler:
         return np.concatenate(self._targets)
 
 
+def balanced_sample(samplers: Sequence[PixelSampler], per_source: int, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and targets with the same number of pixels (`per_source`) from each sampler.
+
+    For a calibration that weighs every validation source alike instead of by pixel count:
+    a source with fewer sampled pixels is drawn with replacement, one with more without.
+    Samplers that saw no pixels are left out.
+    """
+    if per_source < 1:
+        raise InputError(f"per_source must be at least 1, got {per_source}")
+    rng = np.random.default_rng(seed)
+    logits, targets = [], []
+    for sampler in samplers:
+        if len(sampler) == 0:
+            continue
+        z, y = sampler.logits, sampler.targets
+        index = rng.choice(y.size, per_source, replace=y.size < per_source)
+        logits.append(z[index])
+        targets.append(y[index])
+    if not targets:
+        raise InputError("no pixels sampled yet")
+    return np.concatenate(logits), np.concatenate(targets)
+
+
 def classifier_conv(model: nn.Module) -> nn.Conv2d:
     """The network's final classifier: the last module of `model.head`, a 1×1 conv to the classes.
 

@@ -13,6 +13,8 @@ followed by a 1×1 conv). The paper presets use ``conv3x3``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -33,6 +35,33 @@ def fuse_conv(in_channels: int, out_channels: int, kind: str = "conv3x3") -> nn.
             nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1, groups=in_channels, bias=False),
             nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False))
     raise ConfigError(f"msf fuse must be one of {', '.join(FUSE_KINDS)}, got {kind!r}")
+
+
+def seed_fuse_from_conv3x3(state: dict[str, Tensor], target: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A state dict whose 3×3 fusion kernel (`….fuse.0.weight`) seeds the cheaper fusion convs the
+    `target` state dict has instead, so a trained checkpoint can start a `conv1x1` / `dwsep` model.
+
+    The 1×1 (or pointwise) kernel is the 3×3 kernel summed over its taps and the depthwise kernel is
+    the identity: on a flat feature map the seeded fusion computes what the 3×3 one did; training
+    then recovers the rest. Tensors of any other layout pass through unchanged.
+    """
+    out = dict(state)
+    for name, kernel in state.items():
+        if not name.endswith(".fuse.0.weight") or kernel.dim() != 4 or kernel.shape[-2:] != (3, 3):
+            continue
+        stem = name.removesuffix("0.weight")
+        first, second = f"{stem}0.0.weight", f"{stem}0.1.weight"
+        if name in target or first not in target:
+            continue
+        pointwise = kernel.sum(dim=(2, 3), keepdim=True)
+        if second in target:  # dwsep: depthwise 3×3, then pointwise 1×1
+            depthwise = torch.zeros_like(target[first], dtype=kernel.dtype)
+            depthwise[:, :, 1, 1] = 1.0
+            out[first], out[second] = depthwise, pointwise
+        else:  # conv1x1
+            out[first] = pointwise
+        out.pop(name)
+    return out
 
 
 class MergeSpatial(nn.Module):

@@ -38,6 +38,7 @@ from changeseg.io.checkpoints import load_checkpoint
 from changeseg.labels import IGNORE_INDEX, UNTYPED_CHANGE, is_change
 from changeseg.models import ChangeSegModel, ModelConfig
 from changeseg.models.merge import split_shared_ad
+from changeseg.models.pyramid import seed_fuse_from_conv3x3
 from changeseg.training.losses import ChangeLoss, LossConfig
 
 RNG_KEY = "changeseg_rng"
@@ -83,10 +84,12 @@ def load_matching_weights(model: nn.Module, state: dict[str, Tensor]) -> tuple[l
 
     Returns (loaded names, skipped names): a head trained for another number of classes is
     skipped and stays freshly initialised; a shared a/d conv fills both convs of a model with
-    separate ones (`split_shared_ad`). Raises CheckpointError when nothing matches.
+    separate ones (`split_shared_ad`); a 3×3 MSF fusion seeds a 1×1 or depthwise-separable one
+    (`seed_fuse_from_conv3x3`). Raises CheckpointError when nothing matches.
     """
     own = model.state_dict()
     state = split_shared_ad(state, own.keys())  # a shared a/d conv starts both separate ones
+    state = seed_fuse_from_conv3x3(state, own)  # a 3×3 fusion seeds a cheaper one
     loaded, skipped = [], []
     for name, tensor in state.items():
         if name in own and own[name].shape == tensor.shape:

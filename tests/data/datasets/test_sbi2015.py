@@ -10,7 +10,13 @@ import pytest
 from PIL import Image
 
 from changeseg.data.datasets import open_dataset
-from changeseg.data.datasets.sbi2015 import SBI2015Dataset, draw_pairs, list_scenes, pair_label
+from changeseg.data.datasets.sbi2015 import (
+    SBI2015Dataset,
+    draw_pairs,
+    list_scenes,
+    pair_label,
+    static_aware_label,
+)
 from changeseg.data.pairs import carve_split
 from changeseg.errors import InputError
 from changeseg.io.images import read_image
@@ -69,6 +75,27 @@ def test_pair_label_truth_table() -> None:
     assert pair_label(np.full((2, 2), 85, np.uint8), np.zeros((2, 2), np.uint8)).tolist() == [[0, 0], [0, 0]]
     with pytest.raises(InputError, match="differ"):
         pair_label(np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))
+
+
+def test_static_aware_label_relabels_only_pixels_foreground_in_both_frames() -> None:
+    # columns: foreground in A only, in both (same pixels), in both (slightly different),
+    # in both (clearly different), in neither; each column 8 px wide so the 5×5 blur stays inside
+    mask_a = np.repeat(np.array([[255, 255, 255, 255, 0]], np.uint8), 8, axis=1).repeat(8, axis=0)
+    mask_b = np.repeat(np.array([[0, 255, 255, 255, 0]], np.uint8), 8, axis=1).repeat(8, axis=0)
+    frame_a = np.full((8, 40, 3), 100, np.uint8)
+    frame_b = frame_a.copy()
+    frame_b[:, 16:24] = 117  # 17 apart: neither the same nor clearly different
+    frame_b[:, 24:32] = 200
+    plain = pair_label(mask_a, mask_b)
+    assert (plain[:, :32] == 1).all() and (plain[:, 32:] == 0).all()
+    inner = np.s_[3:5, [3, 11, 19, 27, 35]]  # column centres, away from the blur's reach
+    label = static_aware_label(plain, mask_a, mask_b, frame_a, frame_b, "differs")
+    assert label[inner].tolist() == [[1, 0, 255, 1, 0]] * 2
+    ignored = static_aware_label(plain, mask_a, mask_b, frame_a, frame_b, "ignore")
+    assert ignored[inner].tolist() == [[1, 255, 255, 255, 0]] * 2
+    assert static_aware_label(plain, mask_a, mask_b, frame_a, frame_b, "change") is plain
+    with pytest.raises(InputError, match="both_foreground"):
+        static_aware_label(plain, mask_a, mask_b, frame_a, frame_b, "maybe")
 
 
 def test_names_images_and_labels(scenes) -> None:
@@ -192,6 +219,8 @@ def test_bad_roots_and_options(tmp_path: Path, scenes) -> None:
         SBI2015Dataset(root, pairs_per_scene=0)
     with pytest.raises(InputError, match="min_gap"):
         SBI2015Dataset(root, min_gap=0)
+    with pytest.raises(InputError, match="both_foreground must be one of change, ignore, differs"):
+        SBI2015Dataset(root, both_foreground="static")
     (tmp_path / "blank" / "Alpha" / "input").mkdir(parents=True)
     (tmp_path / "blank" / "Alpha" / "groundtruth").mkdir()
     with pytest.raises(InputError, match="no frame pairs"):
@@ -218,3 +247,15 @@ def test_real_sbi2015() -> None:
             assert sample["mask"].shape == sizes[scene]
         values |= set(np.unique(sample["mask"]).tolist())
     assert values == {0, 1, 255}  # the palette masks' 170 and 255 come through
+
+
+def test_real_person_standing_still_is_no_change_with_both_foreground_differs() -> None:
+    """CaVignal frames 3 and 9: the same person stands in the same place (foreground in both)."""
+    root = require_real_data("surveillance", "sbi2015")
+    plain = SBI2015Dataset(root, scenes=["CaVignal"], pairs_per_scene=16)
+    aware = SBI2015Dataset(root, scenes=["CaVignal"], pairs_per_scene=16, both_foreground="differs")
+    index = plain.names.index("CaVignal/in000009-in000003")
+    before, after = plain[index]["mask"], aware[index]["mask"]
+    assert (before == 1).sum() > 3000  # "either frame's foreground": the standing person is change
+    assert (after == 1).sum() < 0.1 * (before == 1).sum()  # the same pixels in both frames
+    assert ((before == 1) | (after == 0) | (after == 255)).all() and (after[before == 0] == 0).all()

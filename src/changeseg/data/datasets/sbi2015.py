@@ -13,6 +13,13 @@ foreground objects that left, arrived or moved. The pair's label (`pair_label`) 
 (1) where either frame's mask is foreground (255), ignore (255, `IGNORE_INDEX`) where either
 is unknown (170) and neither is foreground, and no change (0) elsewhere; other mask values
 count as background.
+
+Where *both* frames are foreground, "either frame's foreground" also calls change an object
+that did not move: a person standing still in both frames has the same pixels in both.
+`both_foreground="differs"` (`static_aware_label`) labels such pixels by the frames
+themselves: no change where they are the same (up to noise), change where they clearly
+differ, ignore in between. It is for training (no contradictory "identical pixels, change"
+labels); the default `"change"` keeps the plain rule.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from changeseg.data.pairs import (
@@ -87,6 +95,44 @@ def pair_label(mask_a: np.ndarray, mask_b: np.ndarray) -> np.ndarray:
     return label
 
 
+BOTH_FOREGROUND = ("change", "ignore", "differs")
+SAME_BELOW = 10
+"""`static_aware_label`: frames closer than this (0-255, largest channel, after a 5×5 blur) are the same."""
+DIFFERENT_FROM = 25
+"""`static_aware_label`: frames this far apart or more clearly differ."""
+
+
+def check_both_foreground(rule: str) -> str:
+    """`rule` if it is one of `BOTH_FOREGROUND`, else an InputError naming them."""
+    if rule not in BOTH_FOREGROUND:
+        raise InputError(f"sbi2015: both_foreground must be one of {', '.join(BOTH_FOREGROUND)}, "
+                         f"got {rule!r}")
+    return rule
+
+
+def static_aware_label(label: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray, frame_a: np.ndarray,
+                       frame_b: np.ndarray, rule: str = "differs") -> np.ndarray:
+    """`pair_label`'s label with the pixels that are foreground in both frames relabelled by `rule`:
+    "change" (kept), "ignore", or "differs" (0 where the blurred frames differ by less than
+    `SAME_BELOW`, 1 from `DIFFERENT_FROM`, ignore in between)."""
+    check_both_foreground(rule)
+    both = (mask_a == FOREGROUND) & (mask_b == FOREGROUND)
+    if rule == "change" or not both.any():
+        return label
+    out = label.copy()
+    if rule == "ignore":
+        out[both] = IGNORE_INDEX
+        return out
+    a = cv2.GaussianBlur(np.atleast_3d(frame_a).astype(np.float32), (5, 5), 0)
+    b = cv2.GaussianBlur(np.atleast_3d(frame_b).astype(np.float32), (5, 5), 0)
+    scale = 255.0 / 65535.0 if frame_a.dtype == np.uint16 else 1.0
+    difference = np.abs(np.atleast_3d(a) - np.atleast_3d(b)).max(axis=2) * scale
+    out[both] = IGNORE_INDEX
+    out[both & (difference < SAME_BELOW)] = 0
+    out[both & (difference >= DIFFERENT_FROM)] = 1
+    return out
+
+
 def draw_pairs(frames: int, count: int, min_gap: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     """Choose up to `count` ordered pairs (i, j) of frame positions ``0..frames-1``, sorted.
 
@@ -121,6 +167,8 @@ class SBI2015Dataset(PairDataset):
     and far gaps mixed (see `draw_pairs`). Frames without a mask, with a mask of another size,
     or of another size than most of their scene's frames are skipped (``skipped`` says why).
     `scenes` restricts the scenes read (default: every scene, see `list_scenes`).
+    `both_foreground` says how pixels that are foreground in both frames are labelled (see the
+    module docstring and `static_aware_label`; default "change", the plain rule).
 
     Pair names are ``"<scene>/<frame A>-<frame B>"``, e.g. ``"Board/in000003-in000120"``.
     They carry the scene because pairs of one scene share the background, the camera, the
@@ -136,8 +184,10 @@ class SBI2015Dataset(PairDataset):
         pairs_per_scene: int = 64,
         min_gap: int = 1,
         seed: int = 0,
+        both_foreground: str = "change",
     ):
         self.root = Path(root)
+        self.both_foreground = check_both_foreground(both_foreground)
         self.class_names = list(BINARY_CLASSES)
         self.pairs_per_scene = int(pairs_per_scene)
         self.min_gap = int(min_gap)
@@ -209,9 +259,11 @@ class SBI2015Dataset(PairDataset):
         """Read pair `index`: frames A and B as stored, the label as 0/1 with 255 = ignore."""
         name = self.names[index]
         a, b = self._pairs[index]
-        label = pair_label(read_mask(a.mask, f"{name} mask A"), read_mask(b.mask, f"{name} mask B"))
-        return make_sample(read_image(a.image, f"{name} frame A"),
-                           read_image(b.image, f"{name} frame B"), label, name)
+        mask_a, mask_b = read_mask(a.mask, f"{name} mask A"), read_mask(b.mask, f"{name} mask B")
+        frame_a, frame_b = read_image(a.image, f"{name} frame A"), read_image(b.image, f"{name} frame B")
+        label = static_aware_label(pair_label(mask_a, mask_b), mask_a, mask_b, frame_a, frame_b,
+                                   self.both_foreground)
+        return make_sample(frame_a, frame_b, label, name)
 
 
 def _numbered(files: dict[str, Path], pattern: re.Pattern[str]) -> dict[str, Path]:

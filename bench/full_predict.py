@@ -1,0 +1,91 @@
+"""Full `predict` latency side by side: the packaged `default` model on each backend against the
+C-3PO paper configuration (ResNet-18 + DeepLabv3, untrained weights: speed does not depend on
+them) on PyTorch fp32, in one process, in interleaved rounds.
+
+`predict` is what a user calls: the pair as uint8 arrays in, normalisation, the network,
+softmax, threshold, connected regions and the class map out (no file decoding or writing).
+
+    OMP_WAIT_POLICY=PASSIVE python bench/full_predict.py --size 512 --rounds 7
+
+Prints the command, machine, load, and per path the median of its rounds and the ratio to the
+paper configuration's median. Each round runs the paths in a rotated order (onnxruntime's
+threads spin for a while after a run and slow whatever runs next).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+PAPER = "c3po-resnet18-deeplabv3"
+PATHS = {  # label: (model, backend, precision)
+    "paper config (c3po-resnet18-deeplabv3), PyTorch fp32": (PAPER, "torch", "fp32"),
+    "paper config, PyTorch bf16": (PAPER, "torch", "bf16"),
+    "default, PyTorch fp32": ("default", "torch", "fp32"),
+    "default, PyTorch bf16": ("default", "torch", "bf16"),
+    "default, onnxruntime fp32": ("default", "onnx", "fp32"),
+    "default, OpenVINO bf16": ("default", "openvino", "bf16"),
+    "default, auto (what `changeseg detect` picks)": ("default", "auto", "auto"),
+}
+
+
+def seeded_pair(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A size×size RGB pair with a few changed squares."""
+    rng = np.random.default_rng(seed)
+    reference = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    comparison = reference.copy()
+    for _ in range(6):
+        y, x = (int(v) for v in rng.integers(0, size - size // 8, 2))
+        comparison[y:y + size // 8, x:x + size // 8] = rng.integers(0, 256, 3)
+    return reference, comparison
+
+
+def main() -> None:
+    """Time every path's full predict in interleaved rounds and print the medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    from changeseg.inference.loading import describe_backend
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.models.presets import build_preset
+
+    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}; load {os.getloadavg()}")
+    reference, comparison = seeded_pair(args.size)
+    detectors = {}
+    for label, (model, backend, precision) in PATHS.items():
+        if model == PAPER:  # random weights, no ImageNet download: speed does not depend on them
+            detector = ChangeDetector.from_model(build_preset(PAPER), precision=precision, name=PAPER)
+        else:
+            detector = ChangeDetector.from_pretrained(model, backend=backend, precision=precision)
+        detector.predict(reference, comparison)  # warm-up (and the one-time export for onnx/openvino)
+        detectors[f"{label} [{describe_backend(detector, backend)}]"] = detector
+    times: dict[str, list[float]] = {label: [] for label in detectors}
+    labels = list(detectors)
+    for number in range(args.rounds):  # a rotating order: no path always runs after the same one
+        shift = number % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            detector = detectors[label]
+            started = time.perf_counter()
+            detector.predict(reference, comparison)
+            times[label].append(time.perf_counter() - started)
+    paper = statistics.median(times[next(iter(detectors))])
+    for label, values in times.items():
+        median = statistics.median(values)
+        print(f"{label:75s} {median * 1e3:8.1f} ms (best {min(values) * 1e3:.1f})  {paper / median:5.1f}× "
+              f"the paper configuration")
+    print(f"load at the end {os.getloadavg()}; {args.size}² pair, {args.rounds} rounds")
+
+
+if __name__ == "__main__":
+    main()
