@@ -78,3 +78,19 @@ def tiny_checkpoint(tmp_path_factory, request):
     folder = tmp_path_factory.mktemp("models") / "tiny"
     ChangeDetector.from_model(model, config, precision="fp32").save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_checkpoint, tmp_path_factory):
+    """The tiny checkpoint's ONNX export (its ExportReport), made once per session and shared by
+    every test that needs an ONNX model."""
+    pytest.importorskip("onnxruntime")
+    from tests.inference.onnx_helpers import export_tiny
+
+    return export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny")
+
+
+@pytest.fixture(scope="session")
+def onnx_folder(tiny_export) -> Path:
+    """The folder of `tiny_export`: model.onnx and config.json."""
+    return tiny_export.folder

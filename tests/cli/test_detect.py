@@ -213,15 +213,7 @@ def test_onnx_backend_is_selectable_or_explains_itself(images, tmp_path, capsys)
     assert code != 0 and err.count("\n") == 1 and err.startswith("error:")
 
 
-@pytest.fixture
-def onnx_folder(tiny_checkpoint, tmp_path_factory):  # noqa: F811
-    pytest.importorskip("onnxruntime")
-    from tests.inference.onnx_helpers import export_tiny
-
-    return export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny").folder
-
-
-def test_onnx_backend_tiles_batches_and_never_imports_torch(onnx_folder, tiny_checkpoint, tmp_path, rng):  # noqa: F811
+def test_onnx_backend_tiles_batches_and_never_imports_torch(onnx_folder, tiny_checkpoint, tmp_path, rng):
     import subprocess
     import sys
 

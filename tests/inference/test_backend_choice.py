@@ -16,17 +16,12 @@ from changeseg.inference import loading
 from changeseg.inference.loading import BackendSpec, choose_backend, describe_backend, load_backend
 from changeseg.inference.predictor import ChangeDetector
 from tests.conftest import PROJECT_ROOT
-from tests.inference.onnx_helpers import changed_pair, export_tiny
+from tests.inference.onnx_helpers import changed_pair
 
 pytest.importorskip("onnxruntime")
 openvino = pytest.importorskip("openvino")
 
 COFFEE = PROJECT_ROOT / "examples" / "coffee"
-
-
-@pytest.fixture
-def onnx_folder(tiny_checkpoint, tmp_path_factory):
-    return export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny").folder
 
 
 def agreement(a, b) -> float:

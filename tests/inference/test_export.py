@@ -22,12 +22,7 @@ from changeseg.inference.onnx_runtime import OnnxChangeDetector
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.io.checkpoints import read_config
 from changeseg.models.model import ChangeSegModel, ModelConfig
-from tests.inference.onnx_helpers import changed_pair, export_tiny
-
-
-@pytest.fixture
-def exported(tiny_checkpoint, tmp_path_factory):
-    return export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny")
+from tests.inference.onnx_helpers import changed_pair
 
 
 @pytest.fixture
@@ -35,23 +30,23 @@ def torch_detector(tiny_checkpoint):
     return ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32")
 
 
-def test_export_writes_a_verified_self_describing_folder(exported, tiny_checkpoint):
-    assert sorted(p.name for p in exported.folder.iterdir()) == ["config.json", "model.onnx"]
-    assert exported.checked and exported.max_abs_diff < 1e-4
-    assert exported.check_shape == (CHECK_SHAPE[0], 3, *CHECK_SHAPE[1:])
-    assert exported.size_bytes == exported.model_file.stat().st_size > 0
-    config = read_config(exported.folder)
+def test_export_writes_a_verified_self_describing_folder(tiny_export, tiny_checkpoint):
+    assert sorted(p.name for p in tiny_export.folder.iterdir()) == ["config.json", "model.onnx"]
+    assert tiny_export.checked and tiny_export.max_abs_diff < 1e-4
+    assert tiny_export.check_shape == (CHECK_SHAPE[0], 3, *CHECK_SHAPE[1:])
+    assert tiny_export.size_bytes == tiny_export.model_file.stat().st_size > 0
+    config = read_config(tiny_export.folder)
     original = read_config(tiny_checkpoint)
     assert (config.model, config.mean, config.std, config.class_names) == (
         original.model, original.mean, original.std, original.class_names)
-    assert config.metadata["onnx"]["opset"] == exported.opset == 17
+    assert config.metadata["onnx"]["opset"] == tiny_export.opset == 17
     assert config.metadata["onnx"]["inputs"] == ["reference", "comparison"]
-    assert json.loads(exported.config_file.read_text())["format"] == "changeseg-checkpoint"
-    assert "max |Δp|" in exported.summary()
+    assert json.loads(tiny_export.config_file.read_text())["format"] == "changeseg-checkpoint"
+    assert "max |Δp|" in tiny_export.summary()
 
 
-def test_graph_has_named_inputs_and_dynamic_batch_height_width(exported):
-    model = onnx.load(str(exported.model_file))
+def test_graph_has_named_inputs_and_dynamic_batch_height_width(tiny_export):
+    model = onnx.load(str(tiny_export.model_file))
 
     def dims(value):
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
@@ -65,12 +60,12 @@ def test_graph_has_named_inputs_and_dynamic_batch_height_width(exported):
 
 
 @pytest.mark.parametrize("batch,height,width", [(1, 70, 101), (2, 64, 96), (2, 33, 47), (1, 128, 160)])
-def test_probabilities_and_masks_match_pytorch(exported, torch_detector, batch, height, width):
+def test_probabilities_and_masks_match_pytorch(tiny_export, torch_detector, batch, height, width):
     """Odd and multiple-of-32 sizes, batch 1 and 2: the traced 230×250 / batch 2 is nowhere special."""
     assert (height, width) != TRACE_SHAPE[1:]
     rng = np.random.default_rng(batch * 1000 + height)
     pairs = [changed_pair(rng, height, width) for _ in range(batch)]
-    runtime = OnnxChangeDetector.from_pretrained(exported.folder)
+    runtime = OnnxChangeDetector.from_pretrained(tiny_export.folder)
     got = runtime.predict_proba_batch(np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]))
     expected = np.stack([torch_detector.predict_proba(*p) for p in pairs])
     assert got.shape == expected.shape == (batch, 2, height, width)
@@ -89,9 +84,9 @@ def test_the_seeded_check_pair_has_exactly_the_shape_asked_for(shape):
     assert (reference != comparison).any(axis=1).mean() > 0.05  # every item has a changed box
 
 
-def test_normalisation_and_softmax_are_inside_the_graph(exported, torch_detector):
+def test_normalisation_and_softmax_are_inside_the_graph(tiny_export, torch_detector):
     reference, comparison = seeded_pair((1, 3, 40, 56), seed=3)
-    runtime = OnnxChangeDetector.from_pretrained(exported.folder)
+    runtime = OnnxChangeDetector.from_pretrained(tiny_export.folder)
     (raw,) = runtime.session.run(["probabilities"], {"reference": reference, "comparison": comparison})
     assert np.allclose(raw.sum(axis=1), 1.0, atol=1e-5)
     mean = np.asarray(torch_detector.config.mean, np.float32).reshape(1, 3, 1, 1)

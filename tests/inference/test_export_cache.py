@@ -25,13 +25,7 @@ from changeseg.inference.export_cache import (
 from changeseg.inference.onnx_runtime import OnnxChangeDetector
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.io.checkpoints import WEIGHTS_FILE
-from tests.inference.onnx_helpers import changed_pair, export_tiny
-
-
-@pytest.fixture
-def shared_onnx(tiny_checkpoint, tmp_path_factory):
-    """The tiny checkpoint's ONNX export, made once per session (shared with the other ONNX tests)."""
-    return export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny")
+from tests.inference.onnx_helpers import changed_pair
 
 
 @pytest.fixture
@@ -106,9 +100,9 @@ def test_a_failed_check_caches_nothing(checkpoint, tmp_path):
     assert lookup(checkpoint, cache) is None
 
 
-def test_a_damaged_entry_is_exported_again_and_stale_temporaries_go(tiny_checkpoint, shared_onnx, tmp_path):
+def test_a_damaged_entry_is_exported_again_and_stale_temporaries_go(tiny_checkpoint, tiny_export, tmp_path):
     cache = tmp_path / "cache"
-    folder = export_tiny_entry(tiny_checkpoint, shared_onnx, cache)
+    folder = export_tiny_entry(tiny_checkpoint, tiny_export, cache)
     (folder / ENTRY_FILE).unlink()  # as if the entry had been half deleted
     stale = cache / ".tiny-0123.abcd.tmp"
     stale.mkdir()
@@ -134,10 +128,10 @@ def export_tiny_entry(checkpoint, report, cache):
     return folder
 
 
-def test_sources_onnx_folders_presets_and_unknown_names(shared_onnx, tmp_path):
+def test_sources_onnx_folders_presets_and_unknown_names(tiny_export, tmp_path):
     source = resolve_source("default")
     assert source.name == "default" and (source.folder / WEIGHTS_FILE).is_file() and not source.is_onnx
-    onnx_folder = shared_onnx.folder
+    onnx_folder = tiny_export.folder
     assert cached_onnx(onnx_folder, tmp_path / "cache") == onnx_folder  # already ONNX: served as it is
     assert not (tmp_path / "cache").exists()
     with pytest.raises(CheckpointError, match="preset is an untrained network"):

@@ -15,12 +15,7 @@ from changeseg.inference.onnx_runtime import OnnxChangeDetector, physical_cores
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.io.images import write_png
 from tests.conftest import PROJECT_ROOT
-from tests.inference.onnx_helpers import changed_pair, export_tiny
-
-
-@pytest.fixture
-def onnx_folder(tiny_checkpoint, tmp_path_factory):
-    return export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny").folder
+from tests.inference.onnx_helpers import changed_pair
 
 
 @pytest.fixture
@@ -138,3 +133,13 @@ def test_the_onnx_path_never_imports_torch(onnx_folder, tmp_path):
     assert done.returncode == 0, done.stderr + done.stdout
     assert "torch modules: []" in done.stdout and "OK" in done.stdout
     assert (tmp_path / "out" / "mask.png").is_file()
+
+
+def test_a_missing_runtime_names_the_extra_that_installs_it():
+    from changeseg.errors import CheckpointError
+    from changeseg.inference.onnx_runtime import import_runtime
+
+    assert import_runtime("json", "JSON codec", "none").__name__ == "json"
+    with pytest.raises(CheckpointError, match=r"^the OpenVINO runtime is not installed .*"
+                                              r"pip install 'changeseg\[openvino\]'$"):
+        import_runtime("changeseg_no_such_runtime", "OpenVINO runtime", "openvino")

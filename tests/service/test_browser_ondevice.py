@@ -36,7 +36,7 @@ from changeseg.io.checkpoints import read_config
 from changeseg.io.images import encode_png
 from changeseg.service.web_bundle import export_web, serve_static
 from tests.conftest import PROJECT_ROOT
-from tests.inference.onnx_helpers import changed_pair, export_tiny
+from tests.inference.onnx_helpers import changed_pair
 from tests.service.conftest import start_server, stop_server
 from tests.service.test_web_bundle import require_runtime
 
@@ -188,11 +188,10 @@ def test_static_folder_runs_the_default_model_like_python(default_site, browser,
 
 
 @pytest.fixture(scope="module")
-def tiny_site(tiny_checkpoint, tmp_path_factory) -> Path:
+def tiny_site(onnx_folder, tmp_path_factory) -> Path:
     """The static folder for the tiny test model (its shared ONNX export, no new export)."""
     require_runtime()
-    onnx = export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny").folder
-    return export_web(onnx, tmp_path_factory.mktemp("tiny-web") / "site").folder
+    return export_web(onnx_folder, tmp_path_factory.mktemp("tiny-web") / "site").folder
 
 
 def test_tiles_are_blended_like_python_and_isolation_gives_threads(tiny_site, browser, tmp_path):

@@ -37,7 +37,6 @@ from changeseg.service.web_bundle import (
     web_manifest,
 )
 from tests.conftest import PROJECT_ROOT
-from tests.inference.onnx_helpers import export_tiny
 from tests.service.conftest import DifferencePredictor
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -57,12 +56,6 @@ def require_runtime() -> Path:
 @pytest.fixture
 def runtime() -> Path:
     return require_runtime()
-
-
-@pytest.fixture
-def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    """The tiny checkpoint exported to ONNX (once per session, shared with the other ONNX tests)."""
-    return export_tiny(tiny_checkpoint, tmp_path_factory.getbasetemp() / "onnx-tiny").folder
 
 
 def fake_dist(folder: Path, version: str) -> Path:
@@ -140,12 +133,12 @@ def test_bad_export_options_are_usage_errors(args, message, tmp_path, capsys, mo
 # ------------------------------------------------------------------ the static folder
 
 
-def test_export_web_writes_a_self_contained_folder(runtime, tiny_onnx, tmp_path, capsys):
+def test_export_web_writes_a_self_contained_folder(runtime, onnx_folder, tmp_path, capsys):
     site = tmp_path / "site"
-    code = changeseg_main(["export", "--model", str(tiny_onnx), "--web", str(site), "--tile-size", "512"])
+    code = changeseg_main(["export", "--model", str(onnx_folder), "--web", str(site), "--tile-size", "512"])
     out = capsys.readouterr().out
     assert code == 0
-    assert out.startswith(f"wrote the on-device page for {tiny_onnx} to {site} (model")
+    assert out.startswith(f"wrote the on-device page for {onnx_folder} to {site} (model")
     assert out.count("\n") == 1
     assert sorted(p.name for p in site.iterdir()) == ["README.txt", "_headers", "index.html", "model", "ort",
                                                       "static"]
@@ -156,37 +149,37 @@ def test_export_web_writes_a_self_contained_folder(runtime, tiny_onnx, tmp_path,
     html = (site / "index.html").read_text()
     assert STATIC_MODE_MARK in html and 'src="static/ondevice.js"' in html
     assert "Cross-Origin-Embedder-Policy: require-corp" in (site / "_headers").read_text()
-    assert (site / "model" / ONNX_FILE).read_bytes() == (tiny_onnx / ONNX_FILE).read_bytes()
+    assert (site / "model" / ONNX_FILE).read_bytes() == (onnx_folder / ONNX_FILE).read_bytes()
 
     manifest = json.loads((site / "model" / "model.json").read_text())
-    config = read_config(tiny_onnx)
+    config = read_config(onnx_folder)
     assert manifest["format"] == "changeseg-web-model" and manifest["model_url"] == "model/model.onnx"
     assert manifest["class_names"] == config.class_names == ["unchanged", "changed"]
     assert manifest["threshold"] == config.threshold and manifest["min_area"] == 0
     assert manifest["tiling"] == {"tile_size": 512, "overlap": 128, "weight_floor": 0.05}
     assert manifest["model_bytes"] == (site / "model" / ONNX_FILE).stat().st_size
-    assert manifest["model_sha256"] == file_sha256(tiny_onnx / ONNX_FILE)
+    assert manifest["model_sha256"] == file_sha256(onnx_folder / ONNX_FILE)
     assert manifest["runtime"] == {"package": "onnxruntime-web", "version": ORT_WEB_VERSION}
     assert manifest["in_channels"] == 3 and manifest["normalization"]["inside_graph"] is True
     assert not list(tmp_path.glob(".site*"))  # built beside it and renamed: nothing left over
 
     # a second export replaces the first as a whole
     (site / "stray.txt").write_text("left from before")
-    assert changeseg_main(["export", "--model", str(tiny_onnx), "--web", str(site)]) == 0
+    assert changeseg_main(["export", "--model", str(onnx_folder), "--web", str(site)]) == 0
     assert not (site / "stray.txt").exists()
     assert json.loads((site / "model" / "model.json").read_text())["tiling"]["tile_size"] == 1024
     assert not list(tmp_path.glob(".site*"))
 
 
-def test_export_web_refuses_a_folder_it_did_not_write_and_bad_tiling(runtime, tiny_onnx, tmp_path):
+def test_export_web_refuses_a_folder_it_did_not_write_and_bad_tiling(runtime, onnx_folder, tmp_path):
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "holiday.jpg").write_bytes(b"precious")
     with pytest.raises(Exception, match="not an earlier `changeseg export --web` folder"):
-        export_web(tiny_onnx, foreign)
+        export_web(onnx_folder, foreign)
     assert (foreign / "holiday.jpg").read_bytes() == b"precious"
     with pytest.raises(Exception, match="tile overlap \\(300\\) must be at most half"):
-        export_web(tiny_onnx, tmp_path / "site", tile_size=512, tile_overlap=300)
+        export_web(onnx_folder, tmp_path / "site", tile_size=512, tile_overlap=300)
     assert not (tmp_path / "site").exists()
 
 
@@ -197,11 +190,11 @@ def test_page_modes():
         page_html("other")
 
 
-def test_manifest_records_the_models_own_minimum_area_and_default_overlap(tiny_onnx, tmp_path):
+def test_manifest_records_the_models_own_minimum_area_and_default_overlap(onnx_folder, tmp_path):
     folder = tmp_path / "onnx"
     folder.mkdir()
-    (folder / ONNX_FILE).write_bytes((tiny_onnx / ONNX_FILE).read_bytes())
-    config = json.loads((tiny_onnx / "config.json").read_text())
+    (folder / ONNX_FILE).write_bytes((onnx_folder / ONNX_FILE).read_bytes())
+    config = json.loads((onnx_folder / "config.json").read_text())
     config["metadata"]["min_area"] = 200
     (folder / "config.json").write_text(json.dumps(config))
     manifest = web_manifest(folder, "pcb-like", "model.onnx", tile_size=256)
@@ -213,11 +206,11 @@ def test_manifest_records_the_models_own_minimum_area_and_default_overlap(tiny_o
 
 
 @pytest.fixture
-def on_device(runtime, tiny_onnx) -> OnDeviceModel:
-    return OnDeviceModel("tiny", lambda: tiny_onnx, runtime)
+def on_device(runtime, onnx_folder) -> OnDeviceModel:
+    return OnDeviceModel("tiny", lambda: onnx_folder, runtime)
 
 
-def test_routes_serve_manifest_model_and_runtime_behind_the_key(on_device, tiny_onnx, runtime):
+def test_routes_serve_manifest_model_and_runtime_behind_the_key(on_device, onnx_folder, runtime):
     app = create_app(DifferencePredictor(), api_keys=[KEY], on_device=on_device)
     bearer = {"Authorization": f"Bearer {KEY}"}
     with TestClient(app) as client:
@@ -228,8 +221,8 @@ def test_routes_serve_manifest_model_and_runtime_behind_the_key(on_device, tiny_
         manifest = client.get("/v1/ondevice/manifest.json", headers=bearer).json()
         assert manifest["model_url"] == "v1/ondevice/model.onnx" and manifest["name"] == "tiny"
         model = client.get("/v1/ondevice/model.onnx", headers=bearer)
-        assert model.status_code == 200 and model.content == (tiny_onnx / ONNX_FILE).read_bytes()
-        assert manifest["model_sha256"] == file_sha256(tiny_onnx / ONNX_FILE)
+        assert model.status_code == 200 and model.content == (onnx_folder / ONNX_FILE).read_bytes()
+        assert manifest["model_sha256"] == file_sha256(onnx_folder / ONNX_FILE)
 
         page = client.get("/")
         for header, value in ISOLATION_HEADERS.items():  # cross-origin isolated: WebAssembly threads
@@ -244,8 +237,8 @@ def test_routes_serve_manifest_model_and_runtime_behind_the_key(on_device, tiny_
         assert client.get("/static/ondevice.js").status_code == 200
 
 
-def test_routes_say_why_on_device_mode_is_off(tiny_onnx):
-    missing = OnDeviceModel("tiny", lambda: tiny_onnx, None)
+def test_routes_say_why_on_device_mode_is_off(onnx_folder):
+    missing = OnDeviceModel("tiny", lambda: onnx_folder, None)
     with TestClient(create_app(DifferencePredictor(), on_device=missing)) as client:
         info = client.get("/v1/models").json()["models"][0]["on_device"]
         assert info["available"] is False and "onnxruntime-web runtime is not installed" in info["reason"]
@@ -279,11 +272,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_the_onnx_backend_serves_its_own_file_without_torch(runtime, tiny_onnx):
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tiny_onnx)], capture_output=True, text=True,
+def test_the_onnx_backend_serves_its_own_file_without_torch(runtime, onnx_folder):
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(onnx_folder)], capture_output=True, text=True,
                           timeout=300, cwd=PROJECT_ROOT,
                           env={**os.environ, "CHANGESEG_CACHE": "/nonexistent"})
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {"manifest": 200, "model_bytes": (tiny_onnx / ONNX_FILE).stat().st_size,
+    assert report == {"manifest": 200, "model_bytes": (onnx_folder / ONNX_FILE).stat().st_size,
                       "torch_imported": False}

@@ -59,13 +59,20 @@ def physical_cores() -> int:
     return max(1, min(len(cores) or available, available))
 
 
-def _import_onnxruntime() -> Any:
+def import_runtime(module: str, what: str, extra: str) -> Any:
+    """The optional runtime `module`, or a CheckpointError naming `what` it is and the
+    `pip install 'changeseg[extra]'` that brings it."""
+    import importlib
+
     try:
-        import onnxruntime
+        return importlib.import_module(module)
     except ImportError as exc:
-        raise CheckpointError(f"the ONNX runtime is not installed ({exc}); "
-                              "install it with: pip install 'changeseg[onnx]'") from None
-    return onnxruntime
+        raise CheckpointError(f"the {what} is not installed ({exc}); "
+                              f"install it with: pip install 'changeseg[{extra}]'") from None
+
+
+def _import_onnxruntime() -> Any:
+    return import_runtime("onnxruntime", "ONNX runtime", "onnx")
 
 
 def session_options(threads: int | None = None) -> Any:

@@ -27,6 +27,7 @@ from changeseg.inference.onnx_runtime import (
     OUTPUT_NAME,
     OnnxChangeDetector,
     folder_precision,
+    import_runtime,
     physical_cores,
     resolve_onnx_path,
 )
@@ -38,12 +39,7 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 def import_openvino() -> Any:
     """The `openvino` module, or a CheckpointError saying how to install it."""
-    try:
-        import openvino
-    except ImportError as exc:
-        raise CheckpointError(f"the OpenVINO runtime is not installed ({exc}); "
-                              "install it with: pip install 'changeseg[openvino]'") from None
-    return openvino
+    return import_runtime("openvino", "OpenVINO runtime", "openvino")
 
 
 def resolve_precision(precision: str) -> str:
