@@ -6,6 +6,7 @@ them) on PyTorch fp32, in one process, in interleaved rounds.
 softmax, threshold, connected regions and the class map out (no file decoding or writing).
 
     OMP_WAIT_POLICY=PASSIVE python bench/full_predict.py --size 512 --rounds 7
+    OMP_WAIT_POLICY=PASSIVE python bench/full_predict.py --only "OpenVINO,auto" --rounds 30
 
 Prints the command, machine, load, and per path the median of its rounds and the ratio to the
 paper configuration's median. Each round runs the paths in a rotated order (onnxruntime's
@@ -33,6 +34,7 @@ PATHS = {  # label: (model, backend, precision)
     "default, PyTorch bf16": ("default", "torch", "bf16"),
     "default, onnxruntime fp32": ("default", "onnx", "fp32"),
     "default, OpenVINO bf16": ("default", "openvino", "bf16"),
+    "default, OpenVINO int8": ("default", "openvino", "int8"),
     "default, auto (what `changeseg detect` picks)": ("default", "auto", "auto"),
 }
 
@@ -53,7 +55,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--only", default="",
+                        help="comma-separated parts of path labels: time only the paths whose label "
+                             "holds one (the ratio column then compares with the first path timed)")
     args = parser.parse_args()
+    wanted = [part for part in args.only.split(",") if part]
+    paths = {label: path for label, path in PATHS.items() if not wanted or any(w in label for w in wanted)}
+    if not paths:
+        parser.error(f"--only {args.only!r} matches no path; paths: {'; '.join(PATHS)}")
     from changeseg.inference.loading import describe_backend
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.models.presets import build_preset
@@ -63,7 +72,7 @@ def main() -> None:
           f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}; load {os.getloadavg()}")
     reference, comparison = seeded_pair(args.size)
     detectors = {}
-    for label, (model, backend, precision) in PATHS.items():
+    for label, (model, backend, precision) in paths.items():
         if model == PAPER:  # random weights, no ImageNet download: speed does not depend on them
             detector = ChangeDetector.from_model(build_preset(PAPER), precision=precision, name=PAPER)
         else:
@@ -79,11 +88,13 @@ def main() -> None:
             started = time.perf_counter()
             detector.predict(reference, comparison)
             times[label].append(time.perf_counter() - started)
-    paper = statistics.median(times[next(iter(detectors))])
+    first = next(iter(detectors))
+    reference_label = "the paper configuration" if first.startswith("paper") else first.split(" [")[0]
+    baseline = statistics.median(times[first])
     for label, values in times.items():
         median = statistics.median(values)
-        print(f"{label:75s} {median * 1e3:8.1f} ms (best {min(values) * 1e3:.1f})  {paper / median:5.1f}× "
-              f"the paper configuration")
+        print(f"{label:75s} {median * 1e3:8.1f} ms (best {min(values) * 1e3:.1f})  {baseline / median:5.1f}× "
+              f"{reference_label}")
     print(f"load at the end {os.getloadavg()}; {args.size}² pair, {args.rounds} rounds")
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Calibrate a trained `default` run (runs/default/best by default) on its validation pairs and package it.
+# Calibrate a trained `default` run (runs/default/best by default) on its validation pairs and package it
+# with its int8 recipe (tools/quantize_model.py --package).
 # Validation pairs: the recipe's copy-paste synthetic pairs (seed 43, pairs 0-47: no link of the
 # chain trained on them), the same objects on scikit-image's photos, the two held-out SBI2015
 # scenes, and its held-out OSCD / AirChange / LEVIR / DSIFN / EGY pairs (`--names model-val`).
@@ -39,4 +40,8 @@ $BIN/python tools/calibrate_model.py "$MODEL" \
   --data-option "2:label_dir=label_typed" --data-option "2:$typed" \
   --data-option "3:scenes=[CaVignal, HallAndMonitor]" --data-option "3:pairs_per_scene=16" \
   --out "${OUT_DIR:-runs/calibrated/default}" $CALIBRATE_ARGS
-[ -n "${NO_PACKAGE:-}" ] || $BIN/python tools/package_model.py "${OUT_DIR:-runs/calibrated/default}" default
+if [ -z "${NO_PACKAGE:-}" ]; then
+  $BIN/python tools/package_model.py "${OUT_DIR:-runs/calibrated/default}" default
+  # the int8 recipe shipped beside the weights: ranges, fingerprint and verdicts (int8.json)
+  CHANGESEG_DATA=$DATA $BIN/python tools/quantize_model.py default --package
+fi

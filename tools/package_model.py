@@ -70,7 +70,8 @@ def main() -> None:
     size_mb = sum(p.stat().st_size for p in target.iterdir()) / 1e6
     print(f"packaged {args.run_model} as {args.name!r} in {target} ({size_mb:.1f} MB, float16; "
           f"mask agreement with float32 {agreement:.4%}, threshold {detector.config.threshold}, "
-          f"min_area {detector.config.metadata.get('min_area', 0)})")
+          f"min_area {detector.config.metadata.get('min_area', 0)}); its int8 recipe, if any, went with "
+          f"the old weights: python tools/quantize_model.py {args.name} --package")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,16 @@
         --min-areas 0,10,20,40
 
 Each validation pair is predicted once; the `boxes` protocol is then scored at every
-threshold × minimum region area (and pixel F1 alongside). Use it to choose a box-detection
-model's threshold on its *validation* split (`--names model-val`, the default), never on a test split.
+threshold × minimum region area × region split (and pixel F1 alongside). Use it to choose a
+box-detection model's threshold on its *validation* split (`--names model-val`, the default),
+never on a test split.
+
+    .venv/bin/python tools/sweep_box_threshold.py pcb deeppcb:../shared/data/deeppcb --oracle \
+        --thresholds 0.5 --split-depths 0,1,2,4 --split-covers 1,inf
+
+`--split-depths` (0 = no split) and `--split-covers` sweep the splitting of merged regions
+(`changeseg.region_split.split_components`: watershed from the extended maxima of the distance
+transform, kept where the pieces' boxes cover at most that multiple of the whole's box).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from changeseg.data.pairs import PairSubset
 from changeseg.evaluation.metrics import BoxMetric, GlobalMetric
 from changeseg.evaluation.selection import probability_function, read_names
 from changeseg.inference.predictor import ChangeDetector
+from changeseg.region_split import DEFAULT_MAX_COVER
 
 DEFAULT_THRESHOLDS = ",".join(f"{t:g}" for t in (*np.arange(0.5, 0.951, 0.05).round(2),
                                                   0.96, 0.97, 0.98, 0.99, 0.995, 0.998))
@@ -37,6 +46,10 @@ def main() -> None:
                              "ceiling of the mask -> boxes protocol on these pairs")
     parser.add_argument("--min-areas", default="0", help="comma-separated min_area values of the "
                         "boxes protocol (the same as `changeseg detect --min-area`)")
+    parser.add_argument("--split-depths", default="0", help="comma-separated split depths (pixels of "
+                        "the distance transform; 0 = regions are not split)")
+    parser.add_argument("--split-covers", default=f"{DEFAULT_MAX_COVER:g}", help="comma-separated "
+                        "split covers (max pieces' box area / whole box area; inf = every split)")
     args = parser.parse_args()
 
     detector = ChangeDetector.from_pretrained(args.model)
@@ -45,7 +58,11 @@ def main() -> None:
     predict = probability_function(detector, binary=True)
     thresholds = [float(t) for t in args.thresholds.split(",")]
     areas = [int(a) for a in args.min_areas.split(",")]
-    boxes = {(t, a): BoxMetric(threshold=t, min_area=a) for t in thresholds for a in areas}
+    depths = [float(d) for d in args.split_depths.split(",")]
+    covers = [float(c) for c in args.split_covers.split(",")]
+    splits = list(dict.fromkeys((d, c if d > 0 else DEFAULT_MAX_COVER) for d in depths for c in covers))
+    boxes = {(t, a, d, c): BoxMetric(threshold=t, min_area=a, split_depth=d, split_cover=c)
+             for t in thresholds for a in areas for d, c in splits}
     pixels = {t: GlobalMetric(threshold=t) for t in thresholds}
     for sample in dataset:
         probability = (sample["mask"].astype(np.float32) if args.oracle
@@ -55,14 +72,18 @@ def main() -> None:
         for metric in pixels.values():
             metric.update(probability, sample["mask"], sample["name"])
     rows = []
-    for (t, a), metric in boxes.items():
+    for (t, a, d, c), metric in boxes.items():
         b, g = metric.compute(), pixels[t].compute()
-        rows.append({"threshold": t, "min_area": a, "box_f1": b["f1"], "box_precision": b["precision"],
-                     "box_recall": b["recall"], "pixel_f1": g["f1"], **b["counts"]})
-        print(f"t={t:.3f} min_area={a:<3d} boxes F {b['f1']:.4f} (P {b['precision']:.4f} "
+        rows.append({"threshold": t, "min_area": a, "split_depth": d, "split_cover": c, "box_f1": b["f1"],
+                     "box_precision": b["precision"], "box_recall": b["recall"], "pixel_f1": g["f1"],
+                     **b["counts"]})
+        split = f"split {d:g}/{c:g}" if d > 0 else "no split "
+        print(f"t={t:.3f} min_area={a:<3d} {split:<14s} boxes F {b['f1']:.4f} (P {b['precision']:.4f} "
               f"R {b['recall']:.4f}, {b['counts']['matched']}/{b['counts']['ground_truth']} matched, "
               f"{b['counts']['predicted']} predicted)  pixel F1 {g['f1']:.4f}")
-    best = max(rows, key=lambda r: (r["box_f1"], -r["min_area"], -abs(r["threshold"] - 0.5)))
+    # ties: the smaller area, no (or the least eager) split, the threshold nearest 0.5
+    best = max(rows, key=lambda r: (r["box_f1"], -r["min_area"], r["split_depth"] == 0,
+                                    r["split_depth"], -abs(r["threshold"] - 0.5)))
     print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "best": best}))
 
 

@@ -245,3 +245,61 @@ def test_onnx_backend_tiles_batches_and_never_imports_torch(onnx_folder, tiny_ch
     assert 0.05 < (torch_mask > 0).mean() < 0.95
     assert (onnx_mask == torch_mask).mean() > 0.99
     assert (tmp_path / "batch" / "p1" / "regions.json").is_file()
+
+
+@pytest.fixture
+def touching_discs(tmp_path, tiny_checkpoint, monkeypatch):
+    """Two diagonally overlapping white discs on black (PNG paths), a copy of the tiny checkpoint
+    whose config.json splits regions (depth 1, cover 0.95, as `pcb`), and a torch model that sees
+    exactly the pixels that differ (its map is not the network's: the discs are fixed)."""
+    import shutil
+
+    from changeseg.inference.predictor import ChangeDetector
+
+    def difference(self, reference, comparison):
+        differs = np.abs(comparison.astype(np.float32) - reference).mean(axis=2) > 0.5
+        change = differs.astype(np.float32) * 0.9
+        return np.stack([1 - change, change])
+
+    monkeypatch.setattr(ChangeDetector, "predict_proba", difference)
+    ys, xs = np.indices((48, 48))
+    discs = np.any([(xs - x) ** 2 + (ys - y) ** 2 <= 100 for x, y in ((14, 14), (25, 25))], axis=0)
+    reference = np.zeros((48, 48, 3), np.uint8)
+    comparison = np.where(discs[:, :, None], 255, reference).astype(np.uint8)
+    model = tmp_path / "splitting-model"
+    shutil.copytree(tiny_checkpoint, model)
+    config = json.loads((model / "config.json").read_text())
+    config["metadata"].update(split_depth=1, split_cover=0.95)
+    (model / "config.json").write_text(json.dumps(config))
+    return (write_png(tmp_path / "ref.png", reference), write_png(tmp_path / "cmp.png", comparison), model)
+
+
+def test_split_flags_override_the_models_own(touching_discs, tmp_path, tiny_checkpoint, capsys):
+    reference, comparison, model = touching_discs
+    base = [str(reference), str(comparison), "--backend", "torch", "--precision", "fp32"]
+    cases = [(["-m", str(model)], 2),  # the model's own: split
+             (["-m", str(model), "--split-depth", "0"], 1),  # the flag turns it off
+             (["-m", str(model), "--split-cover", "0.5"], 1),  # only the cover changed: no split fits
+             (["-m", str(tiny_checkpoint)], 1),  # a model without the keys: no splitting
+             (["-m", str(tiny_checkpoint), "--split-depth", "1", "--split-cover", "0.95"], 2)]
+    for index, (args, regions) in enumerate(cases):
+        out = tmp_path / f"out{index}"
+        code = detect.main([*base, *args, "-o", str(out)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert json.loads((out / "regions.json").read_text())["region_count"] == regions, args
+        assert f"in {regions} region(s)" in captured.out
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--split-depth", "-1"], "split depth must be a finite number >= 0"),
+    (["--split-depth", "inf"], "split depth must be a finite number >= 0"),
+    (["--split-cover", "0"], "split max_cover must be > 0"),
+])
+def test_bad_split_values_are_one_error_line(touching_discs, tmp_path, flags, message, capsys):
+    reference, comparison, model = touching_discs
+    out = tmp_path / "bad"
+    code = detect.main([str(reference), str(comparison), "-m", str(model), "-o", str(out), *flags])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code != 0 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert not out.exists()

@@ -128,3 +128,31 @@ def test_pairs_the_model_trained_on_are_named_on_the_terminal_and_in_the_report(
     assert evaluate.main(["-m", "default", "-d", f"folder:{root}", "--names", "model-val",
                           "-o", str(tmp_path / "held-out"), "--worst", "0", "--protocols", "global"]) == 0
     assert "TRAINED ON" not in capsys.readouterr().err
+
+
+def test_boxes_take_the_models_split_settings_unless_given(tmp_path, tiny_checkpoint, capsys):
+    import shutil
+
+    from changeseg.data.synthetic import write_synthetic_set
+
+    pairs = write_synthetic_set(tmp_path / "synth", 2, size=64, seed=0)
+    model = tmp_path / "splitting-model"
+    shutil.copytree(tiny_checkpoint, model)
+    config = json.loads((model / "config.json").read_text())
+    config["metadata"].update(split_depth=1, split_cover=0.95)
+    (model / "config.json").write_text(json.dumps(config))
+    base = ["-d", f"folder:{pairs}", "--protocols", "boxes", "--worst", "0", "--precision", "fp32"]
+    cases = [(model, [], (1.0, 0.95)),
+             (model, ["--box-option", "split_depth=0"], (0.0, 0.95)),
+             (tiny_checkpoint, [], (0.0, 1.0))]
+    for index, (folder, options, expected) in enumerate(cases):
+        out = tmp_path / f"report{index}"
+        code = evaluate.main(["-m", str(folder), *base, *options, "-o", str(out)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        boxes = json.loads((out / "metrics.json").read_text())["protocols"]["boxes"]
+        assert (boxes["split_depth"], boxes["split_cover"]) == expected, options
+    code = evaluate.main(["-m", str(model), *base, "--box-option", "split_cover=0",
+                          "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "split max_cover must be > 0" in err[0], err

@@ -58,3 +58,15 @@ def test_average_precision_hand_value() -> None:
     ap = average_precision(np.array([0.9, 0.8, 0.7]), np.array([True, False, True]), 3)
     assert ap == approx(5 / 9)
     assert average_precision(np.zeros(0), np.zeros(0, bool), 0) is None
+
+
+def test_mask_to_boxes_splits_overlapping_squares_only_when_asked() -> None:
+    mask = np.zeros((40, 40), bool)
+    mask[2:22, 2:22] = True  # two 20×20 squares overlapping by 8×8, offset diagonally
+    mask[14:34, 14:34] = True
+    pytest.importorskip("skimage")
+    assert mask_to_boxes(mask)[0].tolist() == [[2, 2, 33, 33]]  # default: one box
+    assert mask_to_boxes(mask, split_depth=2)[0].tolist() == [[2, 2, 21, 21], [14, 14, 33, 33]]
+    # too deep a split: the neck (inscribed radius ≈ 6.6) is only ≈ 3.4 px narrower than the
+    # squares' centres (10)
+    assert mask_to_boxes(mask, split_depth=4)[0].tolist() == [[2, 2, 33, 33]]

@@ -176,6 +176,27 @@ def test_box_metric_falls_back_to_label_components() -> None:
     assert metric.compute()["images_boxes_from_mask"] == 1
 
 
+def test_box_metric_split_depth_scores_two_overlapping_defects_as_two() -> None:
+    # two defects whose boxes overlap (8×8 px): their mask is one component, one box
+    # [2,2,33,33] with IoU 400/1024 ≈ 0.39 against each: one match of two. Split, the two
+    # pieces' boxes are the defects' own boxes: two matches.
+    pytest.importorskip("skimage")
+    truth = np.array([[2, 2, 21, 21], [14, 14, 33, 33]])
+    prob = np.zeros((40, 40))
+    prob[2:22, 2:22] = 0.9
+    prob[14:34, 14:34] = 0.9
+    label = np.zeros((40, 40), np.uint8)
+    whole, split = BoxMetric(), BoxMetric(split_depth=2)
+    assert whole.update(prob, label, boxes=truth) == {"gt_boxes": 2, "pred_boxes": 1, "matched_boxes": 1}
+    assert split.update(prob, label, boxes=truth) == {"gt_boxes": 2, "pred_boxes": 2, "matched_boxes": 2}
+    assert (whole.compute()["recall"], whole.compute()["f1"]) == (approx(0.5), approx(2 / 3))
+    r = split.compute()
+    assert (r["precision"], r["recall"], r["f1"]) == (1.0, 1.0, 1.0)
+    assert (r["split_depth"], r["split_cover"]) == (2.0, 1.0)
+    with pytest.raises(InputError, match="split depth"):
+        BoxMetric(split_depth=-1)
+
+
 # --- threshold sweep ------------------------------------------------------------------------
 
 

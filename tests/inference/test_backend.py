@@ -1,4 +1,5 @@
-"""What the pipeline asks of any backend: its own threshold and minimum area, its input bands."""
+"""What the pipeline asks of any backend: its own threshold, minimum area and region splitting,
+its input bands."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from changeseg.errors import InputError
 from changeseg.inference.backend import (
     ProbaBackend,
     backend_min_area,
+    backend_split,
     backend_threshold,
     check_channels,
 )
@@ -42,3 +44,26 @@ def test_wrong_band_counts_fail_early_with_a_band_hint() -> None:
     check_channels(ThreeBands(), np.zeros((4, 4, 3), np.uint8), "reference")
     with pytest.raises(InputError, match=r"reference a\.tif has 13 band\(s\).*--bands 4,3,2"):
         check_channels(ThreeBands(), np.zeros((4, 4, 13), np.uint16), "reference", "a.tif")
+
+
+def test_split_settings_come_from_the_model_unless_given() -> None:
+    splitting = SimpleNamespace(config=SimpleNamespace(metadata={"split_depth": 1, "split_cover": 0.95}))
+    assert backend_split(splitting) == (1.0, 0.95)
+    assert backend_split(splitting, depth=0) == (0.0, 0.95)  # 0 turns the model's splitting off
+    assert backend_split(splitting, cover=2.0) == (1.0, 2.0)
+    assert backend_split(ThreeBands()) == (0.0, 1.0)  # a model without the keys: no splitting
+    assert backend_split(object(), depth=2) == (2.0, 1.0)
+
+
+@pytest.mark.parametrize(("depth", "cover", "message"), [
+    (-1, None, "split depth must be"), (float("nan"), None, "split depth must be"),
+    (None, 0, "split max_cover must be > 0"), (1, -0.5, "split max_cover must be > 0"),
+    ("deep", None, "must be numbers"),
+])
+def test_bad_split_settings_are_input_errors(depth, cover, message) -> None:
+    with pytest.raises(InputError, match=message):
+        backend_split(object(), depth, cover)
+    bad_model = SimpleNamespace(config=SimpleNamespace(metadata={"split_depth": depth, "split_cover": cover}))
+    if depth is not None and cover is not None:
+        with pytest.raises(InputError, match=message):
+            backend_split(bad_model)

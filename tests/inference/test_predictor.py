@@ -134,3 +134,36 @@ def test_the_models_own_min_area_is_the_default(tiny_checkpoint, pair, tmp_path)
     assert detector.predict(*pair).regions == []
     assert not detector.predict(*pair).mask.any()
     assert len(detector.predict(*pair, min_area=0).regions) == len(plain.regions)
+
+
+def touching_discs(height: int = 48, width: int = 48) -> np.ndarray:
+    """Two discs of radius 10 overlapping diagonally: one connected component, two blobs."""
+    ys, xs = np.indices((height, width))
+    return np.any([(xs - x) ** 2 + (ys - y) ** 2 <= 100 for x, y in ((14, 14), (25, 25))], axis=0)
+
+
+def test_the_models_own_split_is_the_default(tiny_checkpoint, tmp_path, monkeypatch):
+    import shutil
+
+    discs = touching_discs()
+    change = np.where(discs, 0.9, 0.05).astype(np.float32)
+    # the network's map depends on its weights; the discs' probabilities are fixed here
+    monkeypatch.setattr(ChangeDetector, "predict_proba", lambda self, r, c: np.stack([1 - change, change]))
+    image = np.zeros((*discs.shape, 3), np.uint8)
+    plain = ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32").predict(image, image)
+    assert len(plain.regions) == 1 and np.array_equal(plain.mask, discs)
+    folder = tmp_path / "with-split"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["metadata"].update(split_depth=1, split_cover=0.95)
+    (folder / "config.json").write_text(json.dumps(config))
+    detector = ChangeDetector.from_pretrained(folder, precision="fp32")
+    result = detector.predict(image, image)
+    assert sorted(r.box for r in result.regions) == [(4, 4, 25, 25), (15, 15, 36, 36)]
+    assert np.array_equal(result.mask, discs)
+    assert len(detector.predict(image, image, split_depth=0).regions) == 1  # 0 turns it off
+    assert len(detector.predict(image, image, split_cover=0.5).regions) == 1  # the boxes must fit better
+    assert len(ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32").predict(
+        image, image, split_depth=1, split_cover=0.95).regions) == 2
+    with pytest.raises(InputError, match="split depth must be"):
+        detector.predict(image, image, split_depth=-1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from changeseg.inference.quantize import (
     int8_approved,
     int8_folder,
     int8_runtime,
+    measure_speedup,
+    pays_off,
     quantize_onnx,
     read_verdicts,
     write_verdict,
@@ -94,6 +97,34 @@ def test_the_gate(numbers, passes):
     assert gate_passes(numbers) is passes
 
 
+@pytest.mark.parametrize(("speedup", "pays"), [(None, True), (1.1, True), (1.6, True), (1.05, False),
+                                               (0.9, False), ("fast", False)])
+def test_int8_must_pay_off(speedup, pays):
+    numbers = {"pixel_agreement": 0.999, "f1_fp32": 0.80, "f1_int8": 0.80}
+    if speedup is not None:
+        numbers["int8_speedup"] = speedup
+    assert pays_off(numbers) is pays
+    assert gate_passes(numbers)  # accuracy alone is judged apart from speed
+
+
+def test_measure_speedup_times_both_backends_alike():
+    slow, fast = _Stub(np.zeros((8, 8))), _Stub(np.zeros((8, 8)))
+    calls = {"slow": 0, "fast": 0}
+
+    def timed(stub, name, seconds):
+        def predict_proba(reference, comparison):
+            calls[name] += 1
+            time.sleep(seconds)
+            return np.stack([np.ones(reference.shape[:2]), np.zeros(reference.shape[:2])])
+        stub.predict_proba = predict_proba
+
+    timed(slow, "slow", 0.02)
+    timed(fast, "fast", 0.005)
+    numbers = measure_speedup(slow, fast, side=16, rounds=4)
+    assert calls == {"slow": 5, "fast": 5}  # one warm-up each, then 4 timed rounds
+    assert numbers["int8_speedup"] > 2 and numbers["float_ms"] > numbers["int8_ms"]
+
+
 def test_auto_uses_int8_only_with_a_passing_verdict(quantized, tiny_checkpoint, private_cache):
     folder = int8_folder(next((private_cache / "onnx").glob("tiny-*")))
     assert read_verdicts(folder) == {}
@@ -121,6 +152,8 @@ def test_auto_uses_int8_only_with_a_passing_verdict(quantized, tiny_checkpoint, 
     assert set(read_verdicts(folder)) == {"onnx", "openvino"}
     write_verdict(folder, "onnx", passing)  # onnxruntime runs int8 one way only
     assert auto("onnx") == "int8"
+    write_verdict(folder, "onnx", {**passing, "int8_speedup": 1.02})  # accurate, but no faster
+    assert not int8_approved(folder, "onnx") and auto("onnx") == "fp32"
 
 
 class _Stub:

@@ -53,3 +53,21 @@ def test_region_dicts_name_every_field_in_order():
     data = region.to_dict()
     assert list(data) == list(asdict(region))  # every field, in the dataclass's order
     assert data["box"] == [0, 0, 4, 4] and data["mean_score"] == 0.7312 and data["label"] == "changed"
+
+
+def test_split_depth_splits_a_merged_region_and_default_does_not():
+    pytest.importorskip("skimage")
+    mask = np.zeros((40, 40), bool)
+    mask[2:22, 2:22] = True  # two 20×20 squares overlapping by 8×8, offset diagonally
+    mask[14:34, 14:34] = True
+    probability = mask.astype(np.float32)
+    probability[14:34, 14:34] = 0.5
+    regions, kept = find_regions(mask, probability)
+    assert [r.box for r in regions] == [(2, 2, 34, 34)]
+    regions, kept = find_regions(mask, probability, split_depth=2)
+    assert sorted(r.box for r in regions) == [(2, 2, 22, 22), (14, 14, 34, 34)]
+    assert sum(r.area for r in regions) == mask.sum() and np.array_equal(kept, mask)
+    assert sorted(r.max_score for r in regions) == pytest.approx([0.5, 1.0])
+    # min_area applies to the pieces (372 and 364 px)
+    regions, kept = find_regions(mask, probability, min_area=370, split_depth=2)
+    assert [(r.box, r.area) for r in regions] == [((2, 2, 22, 22), 372)] and kept.sum() == 372

@@ -117,7 +117,10 @@ def test_tiled_and_whole_image_predictions_agree_closely(detector, patch_pair):
     whole = 1.0 - detector.predict_proba(*patch_pair)[0]
     tiled = 1.0 - predict_proba_tiled(detector, *patch_pair, tile_size=128, overlap=32)[0]
     assert 0.05 < (whole > 0.5).mean() < 0.95  # a meaningful map, not all one value
-    assert np.abs(tiled - whole).mean() < 0.03
+    # tiles see less context than the whole image (the backbone's receptive field is wider than
+    # the 32-pixel overlap), so the maps differ a little: 0.02-0.033 for the tiny models trained
+    # on different CPUs; a misplaced or unblended tile would differ by far more
+    assert np.abs(tiled - whole).mean() < 0.05
     # masks agree wherever the whole-image prediction is not on the fence (a briefly trained
     # model has many pixels near 0.5, where any tiny difference flips the decision)
     confident = np.abs(whole - 0.5) > 0.1

@@ -167,3 +167,23 @@ def test_the_windowed_path_allocates_no_full_size_float_array(tmp_path, rng):
     in_memory = _traced_peak_per_pixel(tmp_path / "memory", reference, comparison, windowed=False)
     assert windowed < 5.0, f"{windowed:.2f} bytes per pixel"
     assert in_memory > 16.0, f"{in_memory:.2f} bytes per pixel"  # the bound above means something
+
+
+def test_the_windowed_path_does_not_split_and_a_splitting_model_still_runs(tmp_path):
+    """A model whose config.json asks for split regions (`pcb`): the in-memory path splits two
+    touching discs, the windowed path (strip-by-strip regions) keeps them whole."""
+    from types import SimpleNamespace
+
+    model = Difference(["unchanged", "changed"])
+    model.config = SimpleNamespace(threshold=0.5, metadata={"split_depth": 1, "split_cover": 0.95})
+    ys, xs = np.indices((48, 48))
+    discs = np.any([(xs - x) ** 2 + (ys - y) ** 2 <= 100 for x, y in ((14, 14), (25, 25))], axis=0)
+    reference = np.zeros((48, 48, 3), np.uint8)
+    paths = (write_png(tmp_path / "a.png", reference),
+             write_png(tmp_path / "b.png", np.where(discs[:, :, None], 255, reference).astype(np.uint8)))
+    counts = {}
+    for windowed in (True, False):
+        options = DetectOptions(tiling=TilingOptions(32, 8, 1), windowed=windowed)
+        summary = detect_to_folder(model, load_pair(*paths, options), tmp_path / str(windowed), options)
+        counts[windowed] = summary["region_count"]
+    assert counts == {True: 1, False: 2}

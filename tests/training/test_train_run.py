@@ -18,7 +18,7 @@ from torchmetrics.classification import BinaryF1Score
 from changeseg.io.checkpoints import load_checkpoint, read_config
 from changeseg.training.datamodule import ChangeDataModule
 from changeseg.training.module import ChangeSegTask, changed_probability, changed_target
-from changeseg.training.trainer import train
+from changeseg.training.trainer import export_checkpoint, train
 from tests.conftest import require_real_data
 from tests.training.train_helpers import single_thread, tiny_recipe, write_pairs  # noqa: F401
 
@@ -172,3 +172,22 @@ def test_typed_labels_refuse_a_swap_symmetric_network(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot|appear from disappear"):
         train(recipe)
     assert not (tmp_path / "run").exists()  # refused before any work
+
+
+def test_periodic_checkpoints_export_as_model_folders(tmp_path: Path) -> None:
+    """Kept periodic checkpoints become loadable model folders with their own weights and step."""
+    data = write_pairs(tmp_path / "data", count=10)
+    run = train(tiny_recipe(tmp_path / "run", f"folder:{data}", "trainer.keep_checkpoints=4")).parent
+    kept = sorted((run / "checkpoints").glob("step*.ckpt"))
+    assert [p.stem for p in kept] == ["step0000002", "step0000004", "step0000006", "step0000008"]
+    first = export_checkpoint(kept[0], run / "best", tmp_path / "step2")
+    final = export_checkpoint(kept[-1], run / "best", tmp_path / "step8")
+    _, last_state = load_checkpoint(run / "last")
+    _, final_state = load_checkpoint(final)
+    _, first_state = load_checkpoint(first)
+    for name, tensor in last_state.items():
+        torch.testing.assert_close(final_state[name], tensor, msg=name)
+    assert any(not torch.equal(first_state[n], last_state[n]) for n in last_state)
+    training = read_config(first).metadata["training"]
+    assert training["global_step"] == 2 and training["checkpoint"].endswith("step0000002.ckpt")
+    assert "val_metrics" not in training and read_config(first).model == read_config(run / "best").model

@@ -93,7 +93,8 @@ def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
 def _options(threshold: float | None, min_area: int | None, resize: bool, bands: str | None, tile_size: int,
              tile_overlap: int | None, tile_batch: int, align: bool, align_method: str, ecc: bool,
              save_probability: bool, windowed: bool | None, scale: str = "auto",
-             max_pixels: int = 0, save_branches: bool = False) -> Any:
+             max_pixels: int = 0, save_branches: bool = False, split_depth: float | None = None,
+             split_cover: float | None = None) -> Any:
     from changeseg.inference.align import AlignOptions
     from changeseg.inference.pipeline import DetectOptions
     from changeseg.inference.tiling import TilingOptions
@@ -102,7 +103,10 @@ def _options(threshold: float | None, min_area: int | None, resize: bool, bands:
 
     if (ecc or align_method != "sift") and not align:
         raise click.UsageError("--align-method and --ecc need --align")
-    return DetectOptions(threshold=threshold, min_area=min_area, resize=resize, bands=parse_bands(bands),
+    # DetectOptions checks the split settings: a bad value is an InputError (one line), before any
+    # image is read or the model is loaded
+    return DetectOptions(threshold=threshold, min_area=min_area, split_depth=split_depth,
+                         split_cover=split_cover, resize=resize, bands=parse_bands(bands),
                          tiling=TilingOptions(tile_size, tile_overlap, tile_batch),
                          align=AlignOptions(method=align_method, ecc=ecc) if align else None,
                          save_probability=save_probability, windowed=windowed,
@@ -151,6 +155,14 @@ def pixel_limit_hint() -> Iterator[None]:
 @click.option("--min-area", type=click.IntRange(0), default=None,
               help="Drop changed regions smaller than this many pixels (default: the model's own, "
                    "0 for most models).")
+@click.option("--split-depth", type=float, default=None, metavar="D",
+              help="Split a changed region that holds several blobs (e.g. touching defects) where "
+                   "the neck between them is at least D pixels narrower than the blobs "
+                   "(0 = never split; default: the model's own, 0 for most models). Not on the "
+                   "windowed path.")
+@click.option("--split-cover", type=float, default=None, metavar="C",
+              help="Keep a split only where the pieces' boxes cover at most C times the whole "
+                   "region's box (> 0; default: the model's own, else 1.0).")
 @click.option("--resize", is_flag=True, help="Resize the comparison to the reference's size.")
 @click.option("--align", is_flag=True,
               help="Register the comparison onto the reference (features + RANSAC homography); pixels "
@@ -207,8 +219,8 @@ def pixel_limit_hint() -> Iterator[None]:
               help="With --ray local: CPUs the local Ray instance may use (default: all).")
 def command(reference: str | None, comparison: str | None, out_dir: str, pairs_csv: str | None,
             ref_dir: str | None, cmp_dir: str | None, overwrite: bool, model: str, backend: str,
-            threshold: float | None, device: str, precision: str, min_area: int | None, resize: bool,
-            align: bool,
+            threshold: float | None, device: str, precision: str, min_area: int | None,
+            split_depth: float | None, split_cover: float | None, resize: bool, align: bool,
             align_method: str, ecc: bool, tile_size: int, tile_overlap: int | None, tile_batch: int,
             bands: str | None, windowed: bool | None, scale: str, max_pixels: int, save_probability: bool,
             save_branches: bool, tta: bool, ray_address: str | None = None, ray_workers: int | None = None,
@@ -240,7 +252,8 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
         raise click.UsageError("--save-branches needs --backend torch (an ONNX graph returns only the "
                                "probabilities)")
     options = _options(threshold, min_area, resize, bands, tile_size, tile_overlap, tile_batch, align,
-                       align_method, ecc, save_probability, windowed, scale, max_pixels, save_branches)
+                       align_method, ecc, save_probability, windowed, scale, max_pixels, save_branches,
+                       split_depth, split_cover)
     ray = _ray_settings(ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, ray_num_cpus,
                         out_dir)
     if ray is not None:

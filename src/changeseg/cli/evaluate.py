@@ -32,8 +32,8 @@ from changeseg.evaluation.selection import (
 @click.option("--protocols", default=None,
               help="Comma-separated: c3po, global, boxes, sweep (default: all that apply).")
 @click.option("--box-option", "box_options", multiple=True, metavar="KEY=VALUE",
-              help="An option of the boxes protocol, e.g. --box-option min_area=4 (default "
-                   "min_area: the model's own, as in detect).")
+              help="An option of the boxes protocol, e.g. --box-option min_area=4 (defaults of "
+                   "min_area, split_depth and split_cover: the model's own, as in detect).")
 @click.option("-t", "--threshold", type=click.FloatRange(0.0, 1.0), default=None,
               help="Decision threshold (default: the model's own).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate only the first N pairs.")
@@ -55,7 +55,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     from changeseg.evaluation.overlap import training_overlap
     from changeseg.evaluation.report import render_markdown
     from changeseg.evaluation.runner import evaluate
-    from changeseg.inference.backend import backend_min_area
+    from changeseg.inference.backend import backend_min_area, backend_split
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.labels import BINARY_CLASSES
 
@@ -80,9 +80,11 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     else:
         predict = probability_function(detector, binary)
     chosen = threshold if threshold is not None else detector.config.threshold
-    # the boxes protocol drops regions below the model's own minimum area, as `detect` does
-    box_settings = {"min_area": backend_min_area(detector),
-                    **parse_options(box_options, "--box-option")}
+    # the boxes protocol drops regions below the model's own minimum area and splits merged
+    # regions with the model's own settings, as `detect` does (BoxMetric checks given values)
+    split_depth, split_cover = backend_split(detector)
+    box_settings = {"min_area": backend_min_area(detector), "split_depth": split_depth,
+                    "split_cover": split_cover, **parse_options(box_options, "--box-option")}
     overlap = training_overlap(detector.config.metadata, data_spec, dataset.names, options)
     report = evaluate(
         predict, dataset, protocols=protocols, threshold=chosen, out_dir=out_dir, worst_k=worst,

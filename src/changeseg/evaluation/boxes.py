@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from changeseg.errors import InputError
+from changeseg.region_split import DEFAULT_MAX_COVER, split_components
 
 DEEPPCB_IOU = 0.33
 """DeepPCB's box-match criterion: a detection is correct when IoU > 0.33."""
@@ -48,6 +49,8 @@ def mask_to_boxes(
     score: str = "mean",
     merge_distance: int = 0,
     connectivity: int = 8,
+    split_depth: float = 0.0,
+    split_cover: float = DEFAULT_MAX_COVER,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of a binary mask as boxes with scores.
 
@@ -61,6 +64,11 @@ def mask_to_boxes(
             pixels (horizontally, vertically or diagonally) merge into one box. Boxes, areas
             and scores still use the original pixels only.
         connectivity: 8 (default) or 4, passed to OpenCV.
+        split_depth: 0 (default) keeps each component whole; ``h > 0`` splits components that
+            hold several blobs, by a watershed from the extended maxima of the distance transform
+            (:func:`changeseg.region_split.split_components`; after ``merge_distance``).
+        split_cover: a split is kept only where the pieces' boxes cover at most this multiple
+            of the whole component's box (``inf``: every split).
 
     Returns:
         ``(boxes, scores)``: ``N×4`` float64 boxes ``x1, y1, x2, y2`` with inclusive pixel
@@ -78,8 +86,7 @@ def mask_to_boxes(
     if merge_distance > 0:
         kernel = np.ones((merge_distance + 1, merge_distance + 1), np.uint8)
         source = cv2.dilate(source, kernel, anchor=(0, 0))
-    _count, labels, _stats, _centroids = cv2.connectedComponentsWithStats(
-        source, connectivity=connectivity, ltype=cv2.CV_32S)
+    _count, labels = split_components(source, split_depth, split_cover, connectivity)
     boxes, areas, scores = _group_components(binary, labels, prob, score)
     keep = areas >= max(int(min_area), 1)
     return boxes[keep], scores[keep]

@@ -48,6 +48,7 @@ from changeseg.evaluation.pixels import (
     ratio,
 )
 from changeseg.labels import IGNORE_INDEX
+from changeseg.region_split import DEFAULT_MAX_COVER, check_split
 
 # --------------------------------------------------------------------------------------------
 # Protocol accumulators
@@ -251,16 +252,24 @@ class BoxMetric(_MetricBase):
     (:func:`box_iou`). A sample without boxes uses the connected components of its label's
     change mask instead, and ``compute`` counts such images in ``images_boxes_from_mask``.
     Predicted pixels on ignored label pixels (255) are dropped before labelling.
+
+    ``split_depth`` > 0 splits predicted components that hold several blobs before boxing them
+    (:func:`changeseg.region_split.split_components`, with ``split_cover``); ground-truth
+    boxes are never split. 0 (default) leaves the protocol as DeepPCB defines it.
     """
 
     name = "boxes"
 
     def __init__(self, threshold: float = 0.5, iou_threshold: float = DEEPPCB_IOU,
                  min_area: int = 0, score: str = "mean", merge_distance: int = 0,
-                 connectivity: int = 8) -> None:
+                 connectivity: int = 8, split_depth: float = 0.0,
+                 split_cover: float = DEFAULT_MAX_COVER) -> None:
         super().__init__(threshold)
         if score not in ("mean", "max"):
             raise InputError(f"box score must be 'mean' or 'max', got {score!r}")
+        check_split(split_depth, split_cover)
+        self.split_depth = float(split_depth)
+        self.split_cover = float(split_cover)
         self.iou_threshold = float(iou_threshold)
         self.min_area = int(min_area)
         self.score = score
@@ -282,7 +291,8 @@ class BoxMetric(_MetricBase):
         """Match one image's components to its boxes; returns its box counts."""
         pred_boxes, scores = mask_to_boxes(
             image.predicted_change, image.change_probability, min_area=self.min_area,
-            score=self.score, merge_distance=self.merge_distance, connectivity=self.connectivity)
+            score=self.score, merge_distance=self.merge_distance, connectivity=self.connectivity,
+            split_depth=self.split_depth, split_cover=self.split_cover)
         if image.boxes is not None:
             truth = image.boxes[:, :4]
         else:
@@ -319,6 +329,8 @@ class BoxMetric(_MetricBase):
             "score": self.score,
             "merge_distance": self.merge_distance,
             "connectivity": self.connectivity,
+            "split_depth": self.split_depth,
+            "split_cover": self.split_cover,
         }
 
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from changeseg.errors import InputError
+from changeseg.region_split import DEFAULT_MAX_COVER, check_split
 
 
 @cache
@@ -59,6 +60,26 @@ def backend_min_area(backend: Any) -> int:
     """
     metadata = getattr(getattr(backend, "config", None), "metadata", None) or {}
     return int(metadata.get("min_area", 0))
+
+
+def backend_split(backend: Any, depth: float | None = None, cover: float | None = None
+                  ) -> tuple[float, float]:
+    """The region-splitting settings ``(depth, cover)`` to use, checked.
+
+    Each of `depth` and `cover` that is None takes the backend's own
+    (``config.metadata["split_depth"]`` / ``["split_cover"]``), else the neutral one: depth 0
+    (no splitting) and cover ``DEFAULT_MAX_COVER``. A model whose regions are scored as
+    detections (e.g. `pcb`) records the settings chosen on its validation split (see
+    `changeseg.region_split`). Raises InputError for a negative depth or a cover <= 0.
+    """
+    metadata = getattr(getattr(backend, "config", None), "metadata", None) or {}
+    try:
+        depth = float(metadata.get("split_depth", 0.0) if depth is None else depth)
+        cover = float(metadata.get("split_cover", DEFAULT_MAX_COVER) if cover is None else cover)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"split depth and cover must be numbers: {error}") from None
+    check_split(depth, cover)
+    return depth, cover
 
 
 def check_channels(backend: Any, image: np.ndarray, name: str, source: Any = None) -> None:

@@ -17,7 +17,9 @@ exported once into the user cache (`changeseg.inference.export_cache`, checked a
 PyTorch) and reused; an exported ONNX folder (or `.onnx` file) is used as it is. Precision
 ``int8`` runs the quantised model cached beside the export (`changeseg.inference.quantize`);
 ``auto`` precision picks int8 only where its recorded verdict on the model's validation
-pairs passes the bar, else bf16 (torch, OpenVINO) or fp32.
+pairs passes the bar, else bf16 (torch, OpenVINO) or fp32. A packaged model whose int8 recipe
+ships with it (`changeseg.inference.packaged_int8`: ranges, fingerprint and verdicts measured
+when it was packaged) is quantised from that recipe on first use, no validation data needed.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def _int8_model(model: str, fp32_folder: Path, calibration: CalibrationPairs | N
         raise InputError(f"--precision int8 needs a packaged model or checkpoint (its quantised model is "
                          f"cached beside its export) or a quantised folder; {model} is an fp32 ONNX model")
     folder = int8_folder(fp32_folder)
-    if is_quantized_folder(folder):
+    if is_quantized_folder(folder) or _from_packaged_recipe(model, fp32_folder, log) is not None:
         return folder
     if calibration is None:
         raise CheckpointError(f"no int8 model of {model} in the cache yet; quantise it on its validation "
@@ -176,6 +178,22 @@ def _int8_model(model: str, fp32_folder: Path, calibration: CalibrationPairs | N
         log(f"quantising {model} to int8, calibrated on {len(pairs)} of its validation pairs ({folder}); "
             "this happens once per model")
     return quantize_onnx(fp32_folder, folder, pairs, description=f"validation pairs of {model}", log=log)
+
+
+def _from_packaged_recipe(model: str, fp32_folder: Path, log: Log | None) -> Path | None:
+    """The int8 model built from the recipe packaged beside `model`'s weights (with its verdicts,
+    `changeseg.inference.packaged_int8`), or None when the model has no usable recipe."""
+    from changeseg.inference.export_cache import resolve_source
+    from changeseg.inference.packaged_int8 import build_from_recipe
+    from changeseg.inference.quantize import int8_folder
+
+    try:
+        source = resolve_source(model)
+    except CheckpointError:
+        return None
+    if source.is_onnx:
+        return None
+    return build_from_recipe(source.folder, fp32_folder, int8_folder(fp32_folder), log)
 
 
 def _onnx_precision(backend: str, model: str, folder: Path, precision: str, log: Log | None,
@@ -189,8 +207,10 @@ def _onnx_precision(backend: str, model: str, folder: Path, precision: str, log:
     if precision == "int8":
         return _int8_model(model, folder, calibration, log), int8_hint
     if precision == "auto":
-        from changeseg.inference.quantize import int8_approved, int8_folder
+        from changeseg.inference.quantize import int8_approved, int8_folder, is_quantized_folder
 
+        if folder.is_dir() and not is_quantized_folder(int8_folder(folder)):
+            _from_packaged_recipe(model, folder, log)
         if folder.is_dir() and int8_approved(int8_folder(folder), backend):
             return int8_folder(folder), int8_hint
         return folder, "auto" if backend == "openvino" else "fp32"

@@ -208,15 +208,17 @@ class OnnxChangeDetector:
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
                 align: bool | str | AlignOptions = False, tta: bool = False,
-                scale: str | None = None) -> ChangeResult:
+                scale: str | None = None, split_depth: float | None = None,
+                split_cover: float | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         Same contract as `ChangeDetector.predict`, through the same torch-free pipeline:
         `threshold` (default: the model's own), `min_area`, `resize`, tiling of images larger
         than `tile_size`, `align` (register the comparison onto the reference first), `tta`
-        (average over a mirrored and a swapped view) and `scale` (raw values to 0–1).
+        (average over a mirrored and a swapped view), `scale` (raw values to 0–1) and
+        `split_depth` / `split_cover` (split merged regions; default: the model's own).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
         backend = TestTimeAugmented(self) if tta else self
         return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align,
-                           scale=scale)
+                           scale=scale, split_depth=split_depth, split_cover=split_cover)

@@ -20,7 +20,13 @@ import numpy as np
 
 from changeseg.errors import InputError, PixelLimitError
 from changeseg.inference.align import AlignOptions, align_pair, fill_uncovered
-from changeseg.inference.backend import ProbaBackend, backend_min_area, backend_threshold, check_channels
+from changeseg.inference.backend import (
+    ProbaBackend,
+    backend_min_area,
+    backend_split,
+    backend_threshold,
+    check_channels,
+)
 from changeseg.inference.outputs import prepare_output_folder
 from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities, size_mismatch
 from changeseg.inference.tiling import TileCallback, TilingOptions, predict_proba_auto
@@ -38,6 +44,8 @@ class DetectOptions:
 
     threshold: float | None = None  # None: the model's own
     min_area: int | None = None  # None: the model's own (metadata.min_area), else 0
+    split_depth: float | None = None  # None: the model's own (metadata.split_depth), else 0 (off)
+    split_cover: float | None = None  # None: the model's own (metadata.split_cover), else 1.0
     resize: bool = False
     bands: str | tuple[int | str, ...] | None = None  # 1-based band numbers or band names
     tiling: TilingOptions = field(default_factory=TilingOptions)
@@ -47,6 +55,10 @@ class DetectOptions:
     scale: str | None = None  # radiometric scaling spec (changeseg.io.scaling); None: "auto"
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # larger files are refused before decoding
     save_branches: bool = False  # also write the MTF branch activation maps (branches/)
+
+    def __post_init__(self) -> None:
+        # bad split settings fail here, before any pair is read (the windowed paths ignore them)
+        backend_split(None, self.split_depth, self.split_cover)
 
 
 @dataclass
@@ -142,25 +154,31 @@ def prepare_pair(backend: ProbaBackend, reference: ImageLike, comparison: ImageL
 
 def predict_prepared(backend: ProbaBackend, prepared: PreparedPair, threshold: float | None = None,
                      min_area: int | None = None, tiling: TilingOptions | None = None,
-                     on_tile: TileCallback | None = None) -> ChangeResult:
+                     on_tile: TileCallback | None = None, split_depth: float | None = None,
+                     split_cover: float | None = None) -> ChangeResult:
     """Predict a prepared pair (tiled when large) and turn the probabilities into a ChangeResult."""
     inferred_at = time.perf_counter()
     probs = predict_proba_auto(backend, prepared.reference, prepared.comparison, tiling, on_tile)
-    return result_of(backend, prepared, probs, threshold, min_area, (time.perf_counter() - inferred_at) * 1e3)
+    return result_of(backend, prepared, probs, threshold, min_area, (time.perf_counter() - inferred_at) * 1e3,
+                     split_depth, split_cover)
 
 
 def result_of(backend: ProbaBackend, prepared: PreparedPair, probs: np.ndarray,
-              threshold: float | None = None, min_area: int | None = None, inference_ms: float = 0.0
-              ) -> ChangeResult:
+              threshold: float | None = None, min_area: int | None = None, inference_ms: float = 0.0,
+              split_depth: float | None = None, split_cover: float | None = None) -> ChangeResult:
     """The ChangeResult of a prepared pair's class probabilities (`predict_proba_auto`), with its
-    timings: read (+ align), `inference_ms`, postprocess, and their total."""
+    timings: read (+ align), `inference_ms`, postprocess, and their total.
+
+    `threshold`, `min_area`, `split_depth` and `split_cover` that are None take the model's own
+    (`changeseg.inference.backend`)."""
     finishing = time.perf_counter()
     threshold = backend_threshold(backend) if threshold is None else float(threshold)
     min_area = backend_min_area(backend) if min_area is None else int(min_area)
+    split_depth, split_cover = backend_split(backend, split_depth, split_cover)
     result = result_from_probabilities(probs, prepared.comparison, threshold, min_area,
                                        list(backend.class_names),  # type: ignore[attr-defined]
                                        getattr(backend, "name", ""), getattr(backend, "trained", True),
-                                       prepared.unknown)
+                                       prepared.unknown, split_depth, split_cover)
     result.alignment = prepared.alignment
     timings = prepared.timings_ms
     prepare_ms = prepared.prepare_ms
@@ -174,16 +192,20 @@ def detect_pair(backend: ProbaBackend, reference: ImageLike, comparison: ImageLi
                 threshold: float | None = None, min_area: int | None = None, resize: bool = False,
                 tiling: TilingOptions | None = None, align: bool | str | AlignOptions | None = None,
                 unknown: np.ndarray | None = None, comparison_unknown: np.ndarray | None = None,
-                on_tile: TileCallback | None = None, scale: str | Scaling | None = None) -> ChangeResult:
+                on_tile: TileCallback | None = None, scale: str | Scaling | None = None,
+                split_depth: float | None = None, split_cover: float | None = None) -> ChangeResult:
     """Detect changes between two images with any backend (see the module docstring).
 
     `prepare_pair` reads, scales (`scale`, default "auto": the model's own) and aligns or
     size-checks the pair; `predict_prepared` predicts it, tile by tile when it is larger than
     `tiling.tile_size`. Unknown pixels (outside an alignment's overlap, nodata) are never changed.
+    `split_depth` / `split_cover` (default: the model's own, else no splitting) split regions
+    that hold several blobs (`changeseg.region_split`); bad values fail before any image is read.
     """
+    split_depth, split_cover = backend_split(backend, split_depth, split_cover)
     prepared = prepare_pair(backend, reference, comparison, resize, align, unknown, comparison_unknown,
                             scale)
-    return predict_prepared(backend, prepared, threshold, min_area, tiling, on_tile)
+    return predict_prepared(backend, prepared, threshold, min_area, tiling, on_tile, split_depth, split_cover)
 
 
 def _is_path(source: Any) -> bool:
@@ -348,7 +370,11 @@ def detect_windowed(backend: ProbaBackend, pair: PairInput, out_dir: str | os.Pa
                     options: DetectOptions, extra: dict[str, Any] | None = None,
                     on_tile: TileCallback | None = None) -> dict[str, Any]:
     """Detect a pair that `load_pair` left on disk (`pair.windowed`): large image files through
-    `changeseg.inference.windowed`, large GeoTIFF pairs through `changeseg.inference.geo`."""
+    `changeseg.inference.windowed`, large GeoTIFF pairs through `changeseg.inference.geo`.
+
+    These paths collect regions strip by strip (`changeseg.inference.tiling.StreamingRegions`)
+    and do not split merged regions: `options.split_depth` / `split_cover` and the model's own
+    `metadata.split_depth` / `split_cover` are ignored here."""
     from changeseg.inference.geo import detect_geotiff_windowed
 
     assert pair.reference_path is not None and pair.comparison_path is not None
@@ -410,7 +436,7 @@ def write_inference(backend: ProbaBackend, pair: PairInput, inference: Inference
     folder (cleared of an earlier run's outputs, regions.json last); returns the summary."""
     prepared = inference.prepared
     result = result_of(backend, prepared, inference.probabilities, options.threshold, options.min_area,
-                       inference.inference_ms)
+                       inference.inference_ms, options.split_depth, options.split_cover)
     shown = result.comparison
     if shown.shape[2] not in (1, 3, 4) or (pair.band_labels is not None and shown.dtype != np.uint8):
         from changeseg.io.geotiff import display_rgb

@@ -210,7 +210,8 @@ class ChangeDetector:
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
                 align: bool | str | AlignOptions = False, tta: bool = False,
-                scale: str | None = None) -> ChangeResult:
+                scale: str | None = None, split_depth: float | None = None,
+                split_cover: float | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         `threshold` (default: the model's own) applies to the probability of any change;
@@ -226,12 +227,16 @@ class ChangeDetector:
         (`changeseg.inference.tta`; three forward passes). `scale` maps raw pixel values to the
         model's 0–1 input ("auto", "dtype", "reflectance[:N]", "percentile[:LO,HI]"; default
         "auto": 8-bit as is, other integer images the model's recorded scaling; see
-        `changeseg.io.scaling`).
+        `changeseg.io.scaling`). `split_depth` > 0 splits a region that holds several blobs
+        (touching defects) along the necks between them, keeping a split only where the pieces'
+        boxes cover at most `split_cover` times the whole's box (`changeseg.region_split`);
+        both default to the model's own (`config.metadata["split_depth"]`, `["split_cover"]`),
+        else no splitting (0; cover 1.0).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
         backend = TestTimeAugmented(self) if tta else self
         return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align,
-                           scale=scale)
+                           scale=scale, split_depth=split_depth, split_cover=split_cover)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -27,21 +27,27 @@ pixels a side.
 **The gate.** `assess_int8` runs the fp32 and the int8 model over the validation pairs and
 records, per backend, how many pixels' changed/unchanged decisions agree and the validation
 F1 (pixel counts pooled over all pairs) of each. `auto` precision uses int8 only where a
-recorded verdict passes `gate_passes`: agreement ≥ 99.5 % and an F1 drop ≤ 0.5 points. The
+recorded verdict passes `gate_passes`: agreement ≥ 99.5 % and an F1 drop ≤ 0.5 points — and
+where int8 pays (`pays_off`): `measure_speedup` timed it at least 1.1× as fast as the float
+model `auto` would run otherwise (on the `default` model with its depthwise-separable fusion,
+OpenVINO int8 is no faster than OpenVINO bf16, while onnxruntime int8 beats fp32). The
 verdict lives in ``verdict.json`` beside the quantised model, inside the model's export-cache
-entry (``<entry>/int8/``), so a changed model never inherits an old verdict.
+entry (``<entry>/int8/``), so a changed model never inherits an old verdict; a packaged model
+also ships its verdicts (`changeseg.inference.packaged_int8`).
 
 Torch-free: onnx, onnxruntime and numpy only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,8 +63,12 @@ from changeseg.labels import IGNORE_INDEX, is_change
 
 INT8_SUBDIR = "int8"
 VERDICT_FILE = "verdict.json"
+RANGES_FILE = "ranges.json"  # onnxruntime's calibration cache: the activation ranges used
 MIN_PIXEL_AGREEMENT = 0.995
 MAX_F1_DROP = 0.005  # 0.5 F1 points
+# int8 must also pay: at least this much faster than the float model `auto` would run otherwise
+MIN_INT8_SPEEDUP = 1.1
+SPEED_SIDE = 512
 CALIBRATION_SIDE = 512
 QUANTIZED_OPS = ("Conv",)
 # Node-name prefixes of the quantised convs (the exporter names nodes after the PyTorch modules).
@@ -134,16 +144,20 @@ class _Calibration:
 def quantize_onnx(onnx_folder: str | os.PathLike, out_folder: str | os.PathLike,
                   calibration: Sequence[tuple[Any, Any]], side: int = CALIBRATION_SIDE,
                   description: str = "", log: Callable[[str], None] | None = None,
-                  scope: Sequence[str] | None = DEFAULT_SCOPE) -> Path:
+                  scope: Sequence[str] | None = DEFAULT_SCOPE,
+                  ranges: str | os.PathLike | None = None) -> Path:
     """Quantise the fp32 ONNX model in `onnx_folder` to int8 (QDQ) into `out_folder`.
 
     `calibration` holds (reference, comparison) images (paths or arrays, prepared like any
-    input); each is centre-cropped to `side` and calibrated on one at a time. `out_folder`
-    gets `model.onnx` and a `config.json` whose metadata records the quantisation (settings,
-    pairs, `description`); it appears whole or not at all. `scope` lists node-name prefixes of
-    the convs to quantise (None: every conv); a scope matching none quantises every conv.
-    Raises InputError when there are no calibration pairs, CheckpointError when the packages
-    are missing.
+    input); each is centre-cropped to `side` and calibrated on one at a time. Or `ranges`
+    names activation ranges measured before (a `ranges.json` of an earlier quantisation, e.g.
+    the ones packaged with a model, `changeseg.inference.packaged_int8`): then no pairs are
+    needed and the same ranges give the same int8 model. `out_folder` gets `model.onnx`,
+    `ranges.json` (the ranges used) and a `config.json` whose metadata records the
+    quantisation (settings, pairs, `description`); it appears whole or not at all. `scope`
+    lists node-name prefixes of the convs to quantise (None: every conv); a scope matching
+    none quantises every conv. Raises InputError when there are neither calibration pairs nor
+    ranges, CheckpointError when the packages are missing.
     """
     try:
         from onnxruntime.quantization import (
@@ -167,24 +181,33 @@ def quantize_onnx(onnx_folder: str | os.PathLike, out_folder: str | os.PathLike,
         raise output_error(target, exc) from None
     started = time.perf_counter()
     pairs = list(calibration)
-    if not pairs:
-        raise InputError("int8 quantisation needs calibration pairs; none were given")
     nodes = _scoped_convs(source / ONNX_FILE, scope)
     reader = _Calibration(detector, pairs, side, log)
     try:
-        quantize_static(str(source / ONNX_FILE), str(temporary / ONNX_FILE), reader,
-                        quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
-                        nodes_to_quantize=nodes, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
-                                       "CalibStridedMinMax": 1})
+        if ranges is not None:
+            try:
+                shutil.copyfile(ranges, temporary / RANGES_FILE)
+            except OSError as exc:
+                raise InputError(f"cannot read the int8 ranges {ranges}: {exc.strerror or exc}") from None
+        elif not pairs:
+            raise InputError("int8 quantisation needs calibration pairs; none were given")
+        with _quiet_root_logger():
+            quantize_static(str(source / ONNX_FILE), str(temporary / ONNX_FILE),
+                            None if ranges is not None else reader,
+                            calibration_cache_path=str(temporary / RANGES_FILE),
+                            quant_format=QuantFormat.QDQ, op_types_to_quantize=list(QUANTIZED_OPS),
+                            nodes_to_quantize=nodes, per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False,
+                                           "CalibStridedMinMax": 1})
         settings = {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                     "ops": list(QUANTIZED_OPS), "scope": list(scope or ["(every conv)"]),
                     "quantized_nodes": len(nodes) if nodes else "all",
                     "weights": "int8 symmetric, per channel",
                     "activations": "uint8 asymmetric, per tensor", "calibration": "min/max",
                     "calibration_pairs": reader.count, "calibration_crop": side,
+                    "ranges": "given" if ranges is not None else "measured",
                     "description": description, "source_onnx": str(source.resolve()),
                     "changeseg_version": __version__,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -202,6 +225,18 @@ def quantize_onnx(onnx_folder: str | os.PathLike, out_folder: str | os.PathLike,
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
     return target
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """Silence the root logger's warnings for a while: onnxruntime's quantiser logs advice
+    ("consider pre-processing before quantization") there that a user cannot act on."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
 
 
 def _scoped_convs(model_file: Path, scope: Sequence[str] | None) -> list[str] | None:
@@ -330,12 +365,50 @@ def _measured_runtime(backend: str, numbers: Mapping[str, Any]) -> str:
     return str(numbers.get("int8_runtime") or {"openvino": "openvino/fp32"}.get(backend, backend))
 
 
+def pays_off(numbers: Mapping[str, Any] | None) -> bool:
+    """Whether a verdict's measured speed-up (`int8_speedup`: the float model's median latency
+    over the int8 model's, `measure_speedup`) reaches `MIN_INT8_SPEEDUP`. A verdict without
+    one (written before speed was measured, or by hand) is judged on accuracy alone."""
+    if not numbers or numbers.get("int8_speedup") is None:
+        return True
+    try:
+        return float(numbers["int8_speedup"]) >= MIN_INT8_SPEEDUP
+    except (TypeError, ValueError):
+        return False
+
+
 def int8_approved(folder: str | os.PathLike, backend: str) -> bool:
-    """Whether `auto` may use the quantised model in `folder` on `backend`: a passing verdict
-    measured on the runtime this machine would use (`int8_runtime`)."""
+    """Whether `auto` may use the quantised model in `folder` on `backend`: a verdict that
+    passes the accuracy bar (`gate_passes`), measured on the runtime this machine would use
+    (`int8_runtime`), where int8 was measured to pay off (`pays_off`)."""
     numbers = read_verdicts(folder).get(backend)
-    return (is_quantized_folder(folder) and gate_passes(numbers)
+    return (is_quantized_folder(folder) and gate_passes(numbers) and pays_off(numbers)
             and _measured_runtime(backend, numbers or {}) == int8_runtime(backend))
+
+
+def measure_speedup(float_backend: Any, int8_backend: Any, side: int = SPEED_SIDE, rounds: int = 25,
+                    seed: int = 0) -> dict[str, float]:
+    """Time `predict_proba` of both backends on a seeded side×side pair in interleaved rounds
+    (so they share the machine's load; one warm-up each) and return the medians (ms) and
+    `int8_speedup` = float median / int8 median."""
+    rng = np.random.default_rng(seed)
+    reference = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+    comparison = reference.copy()
+    comparison[side // 4:side // 2, side // 4:side // 2] = rng.integers(0, 256, 3, dtype=np.uint8)
+    prepared = [(backend.prepare(reference, "reference"), backend.prepare(comparison, "comparison"))
+                for backend in (float_backend, int8_backend)]
+    times: list[list[float]] = [[], []]
+    for number in range(rounds + 1):
+        order = (0, 1) if number % 2 == 0 else (1, 0)
+        for index in order:
+            backend = (float_backend, int8_backend)[index]
+            started = time.perf_counter()
+            backend.predict_proba(*prepared[index])
+            if number:  # round 0 warms both up
+                times[index].append(time.perf_counter() - started)
+    float_ms, int8_ms = (1e3 * float(np.median(values)) for values in times)
+    return {"float_ms": float_ms, "int8_ms": int8_ms, "int8_speedup": float_ms / int8_ms,
+            "speed_side": side, "float_precision": str(getattr(float_backend, "precision", "?"))}
 
 
 def describe_verdict(numbers: Mapping[str, Any] | None) -> str:
@@ -347,4 +420,13 @@ def describe_verdict(numbers: Mapping[str, Any] | None) -> str:
     return (f"{state} the bar: masks agree on {100 * float(numbers['pixel_agreement']):.2f}% of pixels "
             f"(≥ {100 * MIN_PIXEL_AGREEMENT:.1f}%), F1 {float(numbers['f1_fp32']):.4f} → "
             f"{float(numbers['f1_int8']):.4f} (drop {float(numbers['f1_drop_points']):+.2f} points, "
-            f"≤ {100 * MAX_F1_DROP:.1f}) on {numbers.get('pairs', '?')} validation pairs{runtime}")
+            f"≤ {100 * MAX_F1_DROP:.1f}) on {numbers.get('pairs', '?')} validation pairs{runtime}"
+            + _describe_speed(numbers))
+
+
+def _describe_speed(numbers: Mapping[str, Any]) -> str:
+    if numbers.get("int8_speedup") is None:
+        return ""
+    verdict = "pays off" if pays_off(numbers) else f"too small to use (< {MIN_INT8_SPEEDUP:.2f}×)"
+    return (f"; {float(numbers['int8_speedup']):.2f}× the speed of {numbers.get('float_precision', 'float')} "
+            f"at {numbers.get('speed_side', '?')}² ({verdict})")

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from changeseg.region_split import DEFAULT_MAX_COVER, component_stats, split_components
+
 
 @dataclass(frozen=True)
 class Region:
@@ -28,16 +30,23 @@ class Region:
 
 
 def find_regions(mask: np.ndarray, probability: np.ndarray, min_area: int = 0,
-                 labels: np.ndarray | None = None, class_names: list[str] | None = None
+                 labels: np.ndarray | None = None, class_names: list[str] | None = None,
+                 split_depth: float = 0.0, split_cover: float = DEFAULT_MAX_COVER
                  ) -> tuple[list[Region], np.ndarray]:
     """Connected components (8-connected) of a binary mask, largest first, and the kept mask.
 
     Components smaller than `min_area` pixels are dropped from both the regions and the
     returned mask. If a per-pixel class map `labels` and its `class_names` are given, each
-    region is named by its majority class.
+    region is named by its majority class. `split_depth` > 0 first splits components that hold
+    several blobs (`changeseg.region_split.split_components`, with `split_cover`); `min_area`
+    then applies to the pieces. 0 (default) keeps every component whole.
     """
-    count, components, stats, centroids = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8)
+    if split_depth != 0:  # split_components refuses a negative depth
+        count, components = split_components(mask, split_depth, split_cover)
+        stats, centroids = component_stats(components, count)
+    else:
+        count, components, stats, centroids = cv2.connectedComponentsWithStats(
+            mask.astype(np.uint8), connectivity=8)
     keep = np.zeros(count, dtype=bool)
     regions = []
     for index in range(1, count):

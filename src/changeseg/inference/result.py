@@ -16,6 +16,7 @@ from changeseg.inference.regions import Region, find_regions
 from changeseg.inference.tiling import change_classes
 from changeseg.io.images import display_range, to_uint8_rgb, write_json, write_png
 from changeseg.labels import BINARY_CLASSES, is_change
+from changeseg.region_split import DEFAULT_MAX_COVER
 
 CLASS_COLOURS = {
     "changed": (255, 48, 48),
@@ -227,14 +228,17 @@ def match_size(reference: np.ndarray, comparison: np.ndarray, resize: bool) -> n
 
 def result_from_probabilities(probs: np.ndarray, comparison: np.ndarray, threshold: float,
                               min_area: int, class_names: list[str], model_name: str = "",
-                              trained: bool = True, unknown: np.ndarray | None = None) -> ChangeResult:
+                              trained: bool = True, unknown: np.ndarray | None = None,
+                              split_depth: float = 0.0, split_cover: float = DEFAULT_MAX_COVER
+                              ) -> ChangeResult:
     """Turn class probabilities (num_classes×H×W) into a ChangeResult.
 
     The change probability is 1 − p(class 0); pixels at or above `threshold` are changed
     (`changeseg.labels.is_change`); typed
-    models label each changed pixel with its most likely change class; regions smaller than
-    `min_area` pixels are dropped from the regions and the mask. Pixels flagged in `unknown`
-    (H×W bool) get probability 0 and are never changed.
+    models label each changed pixel with its most likely change class; with `split_depth` > 0
+    regions holding several blobs are split (`changeseg.region_split`, with `split_cover`);
+    regions smaller than `min_area` pixels are dropped from the regions and the mask. Pixels
+    flagged in `unknown` (H×W bool) get probability 0 and are never changed.
     """
     if not 0.0 <= threshold <= 1.0:
         raise InputError(f"threshold must be between 0 and 1, got {threshold}")
@@ -253,7 +257,8 @@ def result_from_probabilities(probs: np.ndarray, comparison: np.ndarray, thresho
         class_map = change_classes(probs)  # uint8, taken in bands: no H×W int64 index array
         class_map[~raw_mask] = 0
     regions, mask = find_regions(raw_mask, probability, min_area, class_map,
-                                 class_names if class_map is not None else None)
+                                 class_names if class_map is not None else None,
+                                 split_depth=split_depth, split_cover=split_cover)
     if class_map is not None:
         class_map[~mask] = 0
     return ChangeResult(probability, mask, regions, comparison, threshold, class_map,

@@ -398,6 +398,7 @@ class StreamingRegions:
         """The regions (largest first, ids from 1) and a lookup: provisional label → region id.
 
         Region id 0 in the lookup means the label belongs to a region dropped by `min_area`.
+        Merged regions are not split here (unlike `find_regions` with `split_depth`).
         """
 
         lookup = np.zeros(self.count + 1, np.int32)

@@ -32,6 +32,7 @@ import platform
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,25 @@ def _read_lightning_checkpoint(path: Path) -> dict[str, Any]:
 
 def _model_state(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k[len("model."):]: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, like: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Export one Lightning checkpoint of a run (e.g. a periodic `step*.ckpt`) as a model folder.
+
+    For choosing among a run's checkpoints by a measure the trainer did not monitor (a box
+    F-score, say; `tools/export_checkpoints.py`). The configuration is that of `like`, a model
+    folder the run exported (`<run>/best` or `<run>/last`), with the checkpoint's file, epoch and
+    step recorded in `metadata.training` (its `val_metrics` dropped: they belong to `like`).
+    """
+    config = read_config(like)
+    state = _read_lightning_checkpoint(Path(checkpoint))
+    training = {key: value for key, value in dict(config.metadata.get("training") or {}).items()
+                if key != "val_metrics"}
+    training.update({"checkpoint": str(checkpoint), "epoch": int(state.get("epoch", 0)),
+                     "global_step": int(state.get("global_step", 0)),
+                     "selected_on": "by hand, among the run's periodic checkpoints"})
+    config = replace(config, metadata={**config.metadata, "training": training})
+    return save_checkpoint(out, _model_state(state), config)
 
 
 def export_run(run_dir: Path, best: ModelCheckpoint | None, context: dict[str, Any]) -> Path:

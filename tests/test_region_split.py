@@ -1,0 +1,94 @@
+"""Splitting merged regions: touching blobs come apart, single blobs and depth 0 stay as they are."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from changeseg.errors import InputError
+from changeseg.region_split import component_stats, split_components
+
+pytest.importorskip("skimage")
+
+
+def discs(shape: tuple[int, int], centres: list[tuple[float, float]], radius: float) -> np.ndarray:
+    """A bool mask of filled discs (x, y centres) of one radius."""
+    ys, xs = np.indices(shape)
+    return np.any([(xs - x) ** 2 + (ys - y) ** 2 <= radius ** 2 for x, y in centres], axis=0)
+
+
+def touching_pair(rng: np.random.Generator, diagonal: bool) -> np.ndarray:
+    """Two overlapping discs of a seeded radius, 1.1 radii apart along x and (diagonal) y."""
+    radius = float(rng.uniform(8, 13))
+    x0, y0 = 20 + rng.uniform(0, 3), 20 + rng.uniform(0, 3)
+    step = (1.1 * radius, 1.1 * radius) if diagonal else (1.6 * radius, 0.0)
+    return discs((64, 72), [(x0, y0), (x0 + step[0], y0 + step[1])], radius)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_two_touching_discs_split_into_two(seed: int) -> None:
+    mask = touching_pair(np.random.default_rng(seed), diagonal=True)
+    assert cv2.connectedComponents(mask.astype(np.uint8))[0] == 2  # one component
+    count, labels = split_components(mask, depth=2)
+    assert count == 3  # background + two pieces
+    assert np.array_equal(labels > 0, mask)  # every mask pixel in a piece, nothing else
+    sizes = np.bincount(labels.ravel())[1:]
+    assert sizes.min() > 0.35 * mask.sum()  # cut near the neck, not a sliver
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_disc_stays_one(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = discs((48, 48), [(24 + rng.uniform(-2, 2), 24 + rng.uniform(-2, 2))], rng.uniform(6, 15))
+    count, labels = split_components(mask, depth=1, max_cover=math.inf)
+    assert count == 2 and np.array_equal(labels > 0, mask)
+
+
+def test_depth_zero_is_plain_connected_components() -> None:
+    rng = np.random.default_rng(0)
+    mask = touching_pair(rng, diagonal=True) | (rng.random((64, 72)) > 0.97)
+    count, labels = split_components(mask)
+    expected_count, expected = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    assert count == expected_count and np.array_equal(labels, expected)
+
+
+def test_cover_keeps_only_splits_whose_boxes_fit_better() -> None:
+    # side by side, the two pieces' boxes tile the whole box (cover ≈ 1): kept only with inf
+    mask = touching_pair(np.random.default_rng(1), diagonal=False)
+    assert split_components(mask, depth=2, max_cover=math.inf)[0] == 3
+    assert split_components(mask, depth=2, max_cover=0.9)[0] == 2
+    # offset diagonally, the pieces' boxes cover far less than the whole box: kept at 0.9 too
+    assert split_components(touching_pair(np.random.default_rng(1), diagonal=True), 2, 0.9)[0] == 3
+
+
+def test_a_shallow_component_keeps_its_pixels_and_labels_are_consecutive() -> None:
+    mask = touching_pair(np.random.default_rng(2), diagonal=True)
+    mask[60, 2:30] = True  # a 1-px line: shallower than the depth, no marker of its own
+    mask[0, 70] = True  # a single pixel
+    count, labels = split_components(mask, depth=2)
+    assert count == 5 and np.array_equal(labels > 0, mask)
+    assert sorted(np.unique(labels).tolist()) == list(range(5))
+    assert len(np.unique(labels[60, 2:30])) == 1
+
+
+def test_edge_cases_and_bad_arguments() -> None:
+    assert split_components(np.zeros((5, 5), bool), depth=2)[0] == 1
+    count, labels = split_components(np.ones((5, 5), bool), depth=1)  # no background at all
+    assert count == 2 and (labels == 1).all()
+    for depth, cover in ((-1, 1.0), (math.nan, 1.0), (math.inf, 1.0), (1, 0.0), (1, math.nan)):
+        with pytest.raises(InputError):
+            split_components(np.ones((3, 3), bool), depth, cover)
+    with pytest.raises(InputError, match="connectivity"):
+        split_components(np.ones((3, 3), bool), 1, connectivity=6)
+
+
+def test_component_stats_match_opencv() -> None:
+    rng = np.random.default_rng(3)
+    mask = (rng.random((30, 40)) > 0.8).astype(np.uint8)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    ours, our_centroids = component_stats(labels, count)
+    assert np.array_equal(ours[1:], stats[1:])
+    assert np.allclose(our_centroids[1:], centroids[1:])
