@@ -67,13 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def machine_line() -> str:
     """CPU model, usable cores, memory, OS and Python version."""
-    cpu = platform.processor() or platform.machine()
+    from changeseg.inference.backend import cpu_model
+
+    cpu = cpu_model()
     memory = ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
                 memory = f", {int(line.split()[1]) / 2**20:.0f} GiB RAM"

@@ -38,14 +38,9 @@ BAND_ROWS = 256
 
 def machine() -> str:
     """CPU model, cores and memory of this machine, in one line."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from changeseg.inference.backend import cpu_model
+
+    model = cpu_model()
     memory = ""
     try:
         pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

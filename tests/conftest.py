@@ -94,3 +94,23 @@ def tiny_export(tiny_checkpoint, tmp_path_factory):
 def onnx_folder(tiny_export) -> Path:
     """The folder of `tiny_export`: model.onnx and config.json."""
     return tiny_export.folder
+
+
+def touching_discs(height: int = 48, width: int = 48) -> np.ndarray:
+    """Two discs of radius 10 overlapping diagonally: one connected component holding two blobs,
+    the shape region splitting (`changeseg.region_split`) cuts apart."""
+    ys, xs = np.indices((height, width))
+    return np.any([(xs - x) ** 2 + (ys - y) ** 2 <= 100 for x, y in ((14, 14), (25, 25))], axis=0)
+
+
+def splitting_copy(checkpoint: Path, folder: Path) -> Path:
+    """A copy of `checkpoint` in `folder` whose config.json splits regions as `pcb` does
+    (metadata split_depth 1, split_cover 0.95)."""
+    import json
+    import shutil
+
+    shutil.copytree(checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["metadata"].update(split_depth=1, split_cover=0.95)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

@@ -11,8 +11,6 @@ import pytest
 from changeseg.errors import InputError
 from changeseg.region_split import component_stats, split_components
 
-pytest.importorskip("skimage")
-
 
 def discs(shape: tuple[int, int], centres: list[tuple[float, float]], radius: float) -> np.ndarray:
     """A bool mask of filled discs (x, y centres) of one radius."""

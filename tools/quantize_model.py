@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterator
@@ -34,7 +33,7 @@ from typing import Any
 
 from changeseg.errors import ChangesegError
 from changeseg.evaluation.selection import CALIBRATION_PAIRS, calibration_pairs, model_validation_pairs
-from changeseg.inference.backend import cpu_supports_bf16
+from changeseg.inference.backend import cpu_model, cpu_supports_bf16
 from changeseg.inference.export_cache import cached_onnx, resolve_source
 from changeseg.inference.loading import installed
 from changeseg.inference.packaged_int8 import write_recipe
@@ -80,14 +79,8 @@ def samples(parts: list[tuple[str, Any]], limit: int | None) -> Iterator[dict[st
 
 def machine() -> str:
     """This machine in a few words: CPU model, cores, native bf16."""
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            models = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        name = models[0] if models else name
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} logical CPU(s), native bf16: {'yes' if cpu_supports_bf16() else 'no'}"
+    bf16 = "yes" if cpu_supports_bf16() else "no"
+    return f"{cpu_model()}, {os.cpu_count()} logical CPU(s), native bf16: {bf16}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import pytest
 from changeseg.cli import detect
 from changeseg.cli.main import main as changeseg_main
 from changeseg.io.images import read_image, write_png
-from tests.conftest import require_real_data
+from tests.conftest import require_real_data, splitting_copy, touching_discs
 
 
 def test_writes_all_outputs_and_a_summary_line(images, tmp_path, tiny_checkpoint, capsys):
@@ -248,12 +248,10 @@ def test_onnx_backend_tiles_batches_and_never_imports_torch(onnx_folder, tiny_ch
 
 
 @pytest.fixture
-def touching_discs(tmp_path, tiny_checkpoint, monkeypatch):
+def discs_pair(tmp_path, tiny_checkpoint, monkeypatch):
     """Two diagonally overlapping white discs on black (PNG paths), a copy of the tiny checkpoint
     whose config.json splits regions (depth 1, cover 0.95, as `pcb`), and a torch model that sees
     exactly the pixels that differ (its map is not the network's: the discs are fixed)."""
-    import shutil
-
     from changeseg.inference.predictor import ChangeDetector
 
     def difference(self, reference, comparison):
@@ -262,20 +260,15 @@ def touching_discs(tmp_path, tiny_checkpoint, monkeypatch):
         return np.stack([1 - change, change])
 
     monkeypatch.setattr(ChangeDetector, "predict_proba", difference)
-    ys, xs = np.indices((48, 48))
-    discs = np.any([(xs - x) ** 2 + (ys - y) ** 2 <= 100 for x, y in ((14, 14), (25, 25))], axis=0)
+    discs = touching_discs()
     reference = np.zeros((48, 48, 3), np.uint8)
     comparison = np.where(discs[:, :, None], 255, reference).astype(np.uint8)
-    model = tmp_path / "splitting-model"
-    shutil.copytree(tiny_checkpoint, model)
-    config = json.loads((model / "config.json").read_text())
-    config["metadata"].update(split_depth=1, split_cover=0.95)
-    (model / "config.json").write_text(json.dumps(config))
+    model = splitting_copy(tiny_checkpoint, tmp_path / "splitting-model")
     return (write_png(tmp_path / "ref.png", reference), write_png(tmp_path / "cmp.png", comparison), model)
 
 
-def test_split_flags_override_the_models_own(touching_discs, tmp_path, tiny_checkpoint, capsys):
-    reference, comparison, model = touching_discs
+def test_split_flags_override_the_models_own(discs_pair, tmp_path, tiny_checkpoint, capsys):
+    reference, comparison, model = discs_pair
     base = [str(reference), str(comparison), "--backend", "torch", "--precision", "fp32"]
     cases = [(["-m", str(model)], 2),  # the model's own: split
              (["-m", str(model), "--split-depth", "0"], 1),  # the flag turns it off
@@ -296,8 +289,8 @@ def test_split_flags_override_the_models_own(touching_discs, tmp_path, tiny_chec
     (["--split-depth", "inf"], "split depth must be a finite number >= 0"),
     (["--split-cover", "0"], "split max_cover must be > 0"),
 ])
-def test_bad_split_values_are_one_error_line(touching_discs, tmp_path, flags, message, capsys):
-    reference, comparison, model = touching_discs
+def test_bad_split_values_are_one_error_line(discs_pair, tmp_path, flags, message, capsys):
+    reference, comparison, model = discs_pair
     out = tmp_path / "bad"
     code = detect.main([str(reference), str(comparison), "-m", str(model), "-o", str(out), *flags])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]

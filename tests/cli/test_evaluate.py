@@ -6,7 +6,7 @@ import csv
 import json
 
 from changeseg.cli import evaluate
-from tests.conftest import require_real_data
+from tests.conftest import require_real_data, splitting_copy
 
 
 def test_writes_a_report_on_real_pairs(tmp_path, tiny_checkpoint, capsys):
@@ -131,16 +131,10 @@ def test_pairs_the_model_trained_on_are_named_on_the_terminal_and_in_the_report(
 
 
 def test_boxes_take_the_models_split_settings_unless_given(tmp_path, tiny_checkpoint, capsys):
-    import shutil
-
     from changeseg.data.synthetic import write_synthetic_set
 
     pairs = write_synthetic_set(tmp_path / "synth", 2, size=64, seed=0)
-    model = tmp_path / "splitting-model"
-    shutil.copytree(tiny_checkpoint, model)
-    config = json.loads((model / "config.json").read_text())
-    config["metadata"].update(split_depth=1, split_cover=0.95)
-    (model / "config.json").write_text(json.dumps(config))
+    model = splitting_copy(tiny_checkpoint, tmp_path / "splitting-model")
     base = ["-d", f"folder:{pairs}", "--protocols", "boxes", "--worst", "0", "--precision", "fp32"]
     cases = [(model, [], (1.0, 0.95)),
              (model, ["--box-option", "split_depth=0"], (0.0, 0.95)),

@@ -64,7 +64,6 @@ def test_mask_to_boxes_splits_overlapping_squares_only_when_asked() -> None:
     mask = np.zeros((40, 40), bool)
     mask[2:22, 2:22] = True  # two 20×20 squares overlapping by 8×8, offset diagonally
     mask[14:34, 14:34] = True
-    pytest.importorskip("skimage")
     assert mask_to_boxes(mask)[0].tolist() == [[2, 2, 33, 33]]  # default: one box
     assert mask_to_boxes(mask, split_depth=2)[0].tolist() == [[2, 2, 21, 21], [14, 14, 33, 33]]
     # too deep a split: the neck (inscribed radius ≈ 6.6) is only ≈ 3.4 px narrower than the

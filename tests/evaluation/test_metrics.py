@@ -180,7 +180,6 @@ def test_box_metric_split_depth_scores_two_overlapping_defects_as_two() -> None:
     # two defects whose boxes overlap (8×8 px): their mask is one component, one box
     # [2,2,33,33] with IoU 400/1024 ≈ 0.39 against each: one match of two. Split, the two
     # pieces' boxes are the defects' own boxes: two matches.
-    pytest.importorskip("skimage")
     truth = np.array([[2, 2, 21, 21], [14, 14, 33, 33]])
     prob = np.zeros((40, 40))
     prob[2:22, 2:22] = 0.9

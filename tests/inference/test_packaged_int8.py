@@ -126,3 +126,17 @@ def test_a_verdict_at_another_threshold_is_not_copied(packaged):
     assert read_recipe(package) is not None  # the weights, and so the ranges, still fit
     assert load_backend(BackendSpec(str(package), "onnx", precision="auto")).precision == "fp32"
     assert read_verdicts(int8_folder(cached_onnx(str(package)))) == {}
+
+
+def test_auto_builds_nothing_where_the_packaged_verdict_says_int8_does_not_pay(packaged):
+    package, _ = packaged
+    recipe = json.loads((package / RECIPE_FILE).read_text())
+    recipe["verdicts"]["onnx"]["int8_speedup"] = 0.97  # accurate, but no faster than fp32
+    (package / RECIPE_FILE).write_text(json.dumps(recipe))
+    logged: list[str] = []
+    detector = load_backend(BackendSpec(str(package), "onnx", precision="auto"), log=logged.append)
+    assert detector.precision == "fp32"
+    assert not any("quantising" in line for line in logged)
+    assert not int8_folder(cached_onnx(str(package))).exists()
+    # asked for explicitly, int8 is still built from the packaged ranges, without data
+    assert load_backend(BackendSpec(str(package), "onnx", precision="int8")).precision == "int8"

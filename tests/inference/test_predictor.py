@@ -12,7 +12,7 @@ from PIL import Image
 from changeseg.errors import CheckpointError, InputError
 from changeseg.inference.predictor import ChangeDetector, cpu_supports_bf16
 from changeseg.io.images import write_png
-from tests.conftest import require_real_data
+from tests.conftest import require_real_data, splitting_copy, touching_discs
 
 
 @pytest.fixture
@@ -136,15 +136,7 @@ def test_the_models_own_min_area_is_the_default(tiny_checkpoint, pair, tmp_path)
     assert len(detector.predict(*pair, min_area=0).regions) == len(plain.regions)
 
 
-def touching_discs(height: int = 48, width: int = 48) -> np.ndarray:
-    """Two discs of radius 10 overlapping diagonally: one connected component, two blobs."""
-    ys, xs = np.indices((height, width))
-    return np.any([(xs - x) ** 2 + (ys - y) ** 2 <= 100 for x, y in ((14, 14), (25, 25))], axis=0)
-
-
 def test_the_models_own_split_is_the_default(tiny_checkpoint, tmp_path, monkeypatch):
-    import shutil
-
     discs = touching_discs()
     change = np.where(discs, 0.9, 0.05).astype(np.float32)
     # the network's map depends on its weights; the discs' probabilities are fixed here
@@ -152,11 +144,7 @@ def test_the_models_own_split_is_the_default(tiny_checkpoint, tmp_path, monkeypa
     image = np.zeros((*discs.shape, 3), np.uint8)
     plain = ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32").predict(image, image)
     assert len(plain.regions) == 1 and np.array_equal(plain.mask, discs)
-    folder = tmp_path / "with-split"
-    shutil.copytree(tiny_checkpoint, folder)
-    config = json.loads((folder / "config.json").read_text())
-    config["metadata"].update(split_depth=1, split_cover=0.95)
-    (folder / "config.json").write_text(json.dumps(config))
+    folder = splitting_copy(tiny_checkpoint, tmp_path / "with-split")
     detector = ChangeDetector.from_pretrained(folder, precision="fp32")
     result = detector.predict(image, image)
     assert sorted(r.box for r in result.regions) == [(4, 4, 25, 25), (15, 15, 36, 36)]

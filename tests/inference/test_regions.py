@@ -56,7 +56,6 @@ def test_region_dicts_name_every_field_in_order():
 
 
 def test_split_depth_splits_a_merged_region_and_default_does_not():
-    pytest.importorskip("skimage")
     mask = np.zeros((40, 40), bool)
     mask[2:22, 2:22] = True  # two 20×20 squares overlapping by 8×8, offset diagonally
     mask[14:34, 14:34] = True

@@ -16,6 +16,7 @@ from changeseg.inference.pipeline import DetectOptions, detect_to_folder, load_p
 from changeseg.inference.tiling import TilingOptions
 from changeseg.io.header import ImageHeader, check_pixel_limit
 from changeseg.io.images import DEFAULT_MAX_PIXELS, read_image, to_model_channels, write_png
+from tests.conftest import touching_discs
 
 TYPED = ["unchanged", "appear", "disappear", "exchange"]
 
@@ -176,8 +177,7 @@ def test_the_windowed_path_does_not_split_and_a_splitting_model_still_runs(tmp_p
 
     model = Difference(["unchanged", "changed"])
     model.config = SimpleNamespace(threshold=0.5, metadata={"split_depth": 1, "split_cover": 0.95})
-    ys, xs = np.indices((48, 48))
-    discs = np.any([(xs - x) ** 2 + (ys - y) ** 2 <= 100 for x, y in ((14, 14), (25, 25))], axis=0)
+    discs = touching_discs()
     reference = np.zeros((48, 48, 3), np.uint8)
     paths = (write_png(tmp_path / "a.png", reference),
              write_png(tmp_path / "b.png", np.where(discs[:, :, None], 255, reference).astype(np.uint8)))

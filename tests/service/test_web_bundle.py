@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from changeseg.cli.main import main as changeseg_main
 from changeseg.inference.export_cache import ONNX_FILE
 from changeseg.io.checkpoints import read_config
+from changeseg.io.digest import file_sha256
 from changeseg.service.app import create_app
 from changeseg.service.ondevice import OnDeviceModel, on_device_for
 from changeseg.service.web_bundle import (
@@ -30,7 +31,6 @@ from changeseg.service.web_bundle import (
     STATIC_MODE_MARK,
     WebRuntimeError,
     export_web,
-    file_sha256,
     find_web_runtime,
     page_html,
     runtime_sizes,

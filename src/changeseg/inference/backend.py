@@ -14,6 +14,7 @@ a backend's own defaults and check its input bands.
 
 from __future__ import annotations
 
+import platform
 from functools import cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -36,6 +37,19 @@ def cpu_supports_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@cache
+def cpu_model() -> str:
+    """This CPU's model name (/proc/cpuinfo's first "model name"), else what `platform` knows;
+    for benchmark and packaging records."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @runtime_checkable

@@ -41,6 +41,7 @@ from pathlib import Path
 from changeseg import __version__
 from changeseg.errors import CheckpointError
 from changeseg.io.checkpoints import CONFIG_FILE, WEIGHTS_FILE, packaged_models, read_config
+from changeseg.io.digest import update_digest
 from changeseg.io.images import write_json
 
 CACHE_ENV = "CHANGESEG_CACHE"
@@ -49,7 +50,6 @@ ENTRY_FILE = "cache.json"
 ONNX_FILE = "model.onnx"  # the same name as changeseg.inference.onnx_runtime.ONNX_FILE
 CACHE_FORMAT = 1
 STALE_TEMP_S = 24 * 3600  # temporary folders older than this are leftovers of killed exports
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,7 @@ def source_key(folder: str | os.PathLike, opset: int | None = None, exporter: st
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         digest.update(f"{name}\n".encode())
         try:
-            with open(root / name, "rb") as handle:
-                while chunk := handle.read(_HASH_CHUNK):
-                    digest.update(chunk)
+            update_digest(digest, root / name)
         except OSError as exc:
             raise CheckpointError(f"cannot read {root / name}: {exc.strerror or exc}") from None
     return digest.hexdigest()

@@ -180,20 +180,31 @@ def _int8_model(model: str, fp32_folder: Path, calibration: CalibrationPairs | N
     return quantize_onnx(fp32_folder, folder, pairs, description=f"validation pairs of {model}", log=log)
 
 
-def _from_packaged_recipe(model: str, fp32_folder: Path, log: Log | None) -> Path | None:
-    """The int8 model built from the recipe packaged beside `model`'s weights (with its verdicts,
-    `changeseg.inference.packaged_int8`), or None when the model has no usable recipe."""
+def _package_folder(model: str) -> Path | None:
+    """The checkpoint folder behind `model` (where a packaged int8 recipe would be), or None."""
     from changeseg.inference.export_cache import resolve_source
-    from changeseg.inference.packaged_int8 import build_from_recipe
-    from changeseg.inference.quantize import int8_folder
 
     try:
         source = resolve_source(model)
     except CheckpointError:
         return None
-    if source.is_onnx:
+    return None if source.is_onnx else source.folder
+
+
+def _from_packaged_recipe(model: str, fp32_folder: Path, log: Log | None,
+                          backend: str | None = None) -> Path | None:
+    """The int8 model built from the recipe packaged beside `model`'s weights (with its verdicts,
+    `changeseg.inference.packaged_int8`), or None when the model has no usable recipe — or,
+    given `backend`, when the recipe's verdict would not let `auto` use int8 there anyway."""
+    from changeseg.inference.packaged_int8 import build_from_recipe, packaged_verdict
+    from changeseg.inference.quantize import int8_folder, verdict_applies
+
+    package = _package_folder(model)
+    if package is None:
         return None
-    return build_from_recipe(source.folder, fp32_folder, int8_folder(fp32_folder), log)
+    if backend is not None and not verdict_applies(packaged_verdict(package, backend), backend):
+        return None
+    return build_from_recipe(package, fp32_folder, int8_folder(fp32_folder), log)
 
 
 def _onnx_precision(backend: str, model: str, folder: Path, precision: str, log: Log | None,
@@ -210,7 +221,7 @@ def _onnx_precision(backend: str, model: str, folder: Path, precision: str, log:
         from changeseg.inference.quantize import int8_approved, int8_folder, is_quantized_folder
 
         if folder.is_dir() and not is_quantized_folder(int8_folder(folder)):
-            _from_packaged_recipe(model, folder, log)
+            _from_packaged_recipe(model, folder, log, backend)
         if folder.is_dir() and int8_approved(int8_folder(folder), backend):
             return int8_folder(folder), int8_hint
         return folder, "auto" if backend == "openvino" else "fp32"

@@ -35,20 +35,11 @@ from changeseg.inference.quantize import (
     write_verdict,
 )
 from changeseg.io.checkpoints import WEIGHTS_FILE, read_config
+from changeseg.io.digest import file_sha256
 from changeseg.io.images import write_json
 
 RECIPE_FILE = "int8.json"
 RECIPE_FORMAT = "changeseg-int8-recipe"
-_HASH_CHUNK = 1 << 20
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def graph_fingerprint(model_file: str | os.PathLike) -> str:
@@ -96,6 +87,14 @@ def read_recipe(package_folder: str | os.PathLike) -> dict[str, Any] | None:
     except (OSError, ValueError, AttributeError):
         return None
     return recipe
+
+
+def packaged_verdict(package_folder: str | os.PathLike, backend: str) -> dict[str, Any] | None:
+    """The verdict the model's recipe records for `backend`, or None (no usable recipe or none
+    measured for that backend)."""
+    recipe = read_recipe(package_folder)
+    numbers = (recipe or {}).get("verdicts", {}).get(backend)
+    return numbers if isinstance(numbers, dict) else None
 
 
 def _threshold(package_folder: str | os.PathLike) -> float | None:

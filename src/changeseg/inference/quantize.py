@@ -381,8 +381,14 @@ def int8_approved(folder: str | os.PathLike, backend: str) -> bool:
     """Whether `auto` may use the quantised model in `folder` on `backend`: a verdict that
     passes the accuracy bar (`gate_passes`), measured on the runtime this machine would use
     (`int8_runtime`), where int8 was measured to pay off (`pays_off`)."""
-    numbers = read_verdicts(folder).get(backend)
-    return (is_quantized_folder(folder) and gate_passes(numbers) and pays_off(numbers)
+    return is_quantized_folder(folder) and verdict_applies(read_verdicts(folder).get(backend), backend)
+
+
+def verdict_applies(numbers: Mapping[str, Any] | None, backend: str) -> bool:
+    """Whether a verdict lets `auto` use int8 on `backend` here: it passes the accuracy bar
+    (`gate_passes`), int8 pays off (`pays_off`) and it was measured on the runtime this machine
+    would use (`int8_runtime`)."""
+    return (gate_passes(numbers) and pays_off(numbers)
             and _measured_runtime(backend, numbers or {}) == int8_runtime(backend))
 
 

@@ -23,7 +23,6 @@ be exported (a cache miss).
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.server
 import json
 import os
@@ -44,6 +43,7 @@ from changeseg.inference.export_cache import ONNX_FILE, cached_onnx, make_tempor
 from changeseg.inference.result import CLASS_COLOURS
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, DEFAULT_WEIGHT_FLOOR, TilingOptions
 from changeseg.io.checkpoints import CONFIG_FILE, read_config
+from changeseg.io.digest import file_sha256
 from changeseg.io.images import output_error, write_json
 
 ORT_WEB_PACKAGE = "onnxruntime-web"
@@ -125,15 +125,6 @@ def runtime_sizes(folder: Path) -> dict[str, int]:
 def media_type(name: str) -> str:
     """The Content-Type a web server must send for one of the page's files (.mjs, .wasm, ...)."""
     return MEDIA_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def web_manifest(onnx_folder: str | os.PathLike, name: str, model_url: str,
