@@ -4,28 +4,34 @@
 # holds one of the two back for validation and re-chooses the decision threshold on it) and
 # evaluate on pair k, which it never saw. Prints one line per held-out pair and the mean.
 #   bash bench/tsunami_loo.sh [DATA_DIR]      (default ../shared/data/tsunami) → runs/tsunami-loo/
+# FINETUNE_ARGS adds `changeseg finetune` options and overrides, OUT moves the runs, e.g.
+#   FINETUNE_ARGS="trainer.max_epochs=3 --keep-threshold --interpolate 0.5" OUT=runs/tsunami-loo-wise \
+#     bash bench/tsunami_loo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
 DATA=$(realpath "${1:-../shared/data/tsunami}")
 BIN=.venv/bin
+OUT=${OUT:-runs/tsunami-loo}
+read -r -a EXTRA <<< "${FINETUNE_ARGS:-trainer.max_epochs=3}"
 for k in 0 1 2; do
-  split=runs/tsunami-loo/split$k
+  split=$OUT/split$k
   mkdir -p "$split/data/t0" "$split/data/t1" "$split/data/mask"
   for i in 0 1 2; do
     [ "$i" = "$k" ] && continue
     for sub in t0 t1; do ln -sf "$DATA/$sub/0000000$i.jpg" "$split/data/$sub/"; done
     ln -sf "$DATA/mask/0000000$i.png" "$split/data/mask/"
   done
-  $BIN/changeseg finetune --from default -d "pcd:$split/data" -o "$split/run" --no-progress trainer.max_epochs=3
+  $BIN/changeseg finetune --from default -d "pcd:$split/data" -o "$split/run" --no-progress "${EXTRA[@]}"
   echo "0000000$k" > "$split/heldout.txt"
   $BIN/changeseg evaluate -m "$split/run/best" -d "pcd:$DATA" --names "$split/heldout.txt" -o "$split/eval" --worst 1
 done
-$BIN/python - <<'EOF'
+$BIN/python - "$OUT" <<'EOF'
 import json
+import sys
 scores = []
 for k in range(3):
-    report = json.load(open(f"runs/tsunami-loo/split{k}/eval/metrics.json"))
+    report = json.load(open(f"{sys.argv[1]}/split{k}/eval/metrics.json"))
     g = report["protocols"]["global"]
     scores.append(g["f1"])
     print(f"held-out 0000000{k}: threshold {report['threshold']:.2f}  F1 {g['f1']:.3f} "

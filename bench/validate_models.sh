@@ -9,6 +9,7 @@
 # Reports land in runs/eval/<model>-<set>/ (metrics.json, metrics.md, per_image.csv, plots).
 # A candidate not yet packaged (a calibrated run folder) stands in for `default` with
 #   DEFAULT_MODEL=runs/calibrated/x OUT=runs/eval-x bash bench/validate_models.sh DATA default
+# (AERIAL_MODEL and PCB_MODEL likewise for `aerial` and `pcb`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -18,12 +19,18 @@ MODELS=${*:-pcb aerial default}
 BIN=.venv/bin
 OUT=${OUT:-runs/eval}
 DEFAULT_MODEL=${DEFAULT_MODEL:-default}
+AERIAL_MODEL=${AERIAL_MODEL:-aerial}
+PCB_MODEL=${PCB_MODEL:-pcb}
 evaluate() { # MODEL NAME SPEC [options...]
   local model=$1 name=$2 spec=$3
   shift 3
   echo "== $model on $name"
   local path=$model
-  [ "$model" != default ] || path=$DEFAULT_MODEL
+  case $model in
+    default) path=$DEFAULT_MODEL ;;
+    aerial) path=$AERIAL_MODEL ;;
+    pcb) path=$PCB_MODEL ;;
+  esac
   $BIN/changeseg evaluate -m "$path" -d "$spec" -o "$OUT/$model-$name" --worst 4 "$@" >/dev/null
   $BIN/python - "$OUT/$model-$name/metrics.json" <<'EOF'
 import json, sys

@@ -124,3 +124,30 @@ def test_train_then_finetune(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                           "trainer.accelerator=cpu"]) == 0
     assert read_config(kept / "best").threshold == config.threshold
     assert "threshold_choice" not in read_config(kept / "best").metadata
+
+    # --interpolate: best/ is the weighted mean of the start and the fine-tuned weights
+    from changeseg.io.checkpoints import load_checkpoint
+
+    averaged = tmp_path / "averaged"
+    assert finetune_main(["--from", str(run / "best"), "--data", f"folder:{pairs}", "--out", str(averaged),
+                          "--no-progress", "--keep-threshold", "--interpolate", "0.25",
+                          "data.crop_size=32", "data.num_workers=0", "data.batch_size=2",
+                          "data.train.0.samples_per_epoch=4", "trainer.max_epochs=1",
+                          "trainer.accelerator=cpu"]) == 0
+    assert "0.75 ×" in capsys.readouterr().out
+    _, start_state = load_checkpoint(run / "best")
+    _, tuned_state = load_checkpoint(averaged / "best-tuned")
+    mixed_config, mixed_state = load_checkpoint(averaged / "best")
+    name = next(k for k, v in tuned_state.items()
+                if v.is_floating_point() and not torch.equal(v, start_state[k]))
+    assert torch.allclose(mixed_state[name], 0.75 * start_state[name] + 0.25 * tuned_state[name], atol=1e-6)
+    assert mixed_config.metadata["interpolation"]["alpha"] == 0.25
+    assert mixed_config.threshold == config.threshold
+
+
+def test_finetune_interpolate_needs_a_model_to_average_with(capsys: pytest.CaptureFixture[str]) -> None:
+    code = finetune_main(["--from", "c3po-mobilenetv2-fcn", "--data", "folder:/nowhere",
+                          "--interpolate", "0.5"])
+    assert code == 1
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "--interpolate" in lines[0] and "preset" in lines[0]

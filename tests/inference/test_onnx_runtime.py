@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 
 from changeseg.errors import CheckpointError, InputError
-from changeseg.inference.onnx_runtime import OnnxChangeDetector, physical_cores
+from changeseg.inference.onnx_runtime import (
+    SPINNING_ENTRY,
+    OnnxChangeDetector,
+    physical_cores,
+    session_options,
+)
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.io.images import write_png
 from tests.conftest import PROJECT_ROOT
@@ -79,6 +84,9 @@ def test_session_uses_physical_cores_and_full_optimisation(runtime):
     assert options.intra_op_num_threads == physical_cores()
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # idle workers sleep instead of spinning (bench/onnx_spinning.py), unless asked
+    assert options.get_session_config_entry(SPINNING_ENTRY) == "0"
+    assert session_options(spinning=True).get_session_config_entry(SPINNING_ENTRY) == "1"
 
 
 def test_loading_errors_are_one_clear_line(tmp_path, tiny_checkpoint):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import click
 
 from changeseg.cli.main import run_command
 from changeseg.cli.train import import_training
+from changeseg.errors import ConfigError
+
+DEFAULT_ALPHA = 1.0
+TUNED_FOLDER = "best-tuned"
 
 
 @click.command(name="finetune", context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,9 +33,14 @@ from changeseg.cli.train import import_training
 @click.option("--keep-threshold", is_flag=True,
               help="Keep the starting model's decision threshold instead of re-choosing it as "
                    "the best-F1 threshold on the fine-tuning validation pairs.")
+@click.option("--interpolate", "alpha", type=click.FloatRange(0.0, 1.0), default=DEFAULT_ALPHA,
+              show_default=True, metavar="ALPHA",
+              help="Average the weights: RUN/best = (1-ALPHA)·start + ALPHA·fine-tuned (WiSE-FT; "
+                   "the fine-tuned weights alone stay in RUN/best-tuned). 1 keeps the fine-tuned "
+                   "weights. Needs --from a model, not a preset.")
 @click.argument("overrides", nargs=-1, metavar="[KEY.SUB=VALUE]...")
 def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | None, resume: bool,
-            no_progress: bool, keep_threshold: bool, overrides: tuple[str, ...]) -> int:
+            no_progress: bool, keep_threshold: bool, alpha: float, overrides: tuple[str, ...]) -> int:
     """Fine-tune a change model on a handful of pairs; the result lands in RUN/best/.
 
     The recipe suits few pairs: learning rate 3e-5 (1e-4 from a preset), 20 epochs of 64
@@ -56,11 +66,18 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     if start in packaged and not Path(start).exists():  # a model shipped with changeseg, by name
         start = str(packaged[start])
     base = finetune_base(start, list(data))
+    if alpha < 1.0 and not Path(start).is_dir():
+        raise ConfigError(f"--interpolate {alpha:g} needs --from a trained model to average with; "
+                          f"{start} is a preset (use --interpolate 1)")
     recipe = load_recipe(config, list(overrides), base=base)
     if out is not None:
         recipe.output.dir = str(out)
     best = trainer.train(recipe, resume=resume, progress_bar=False if no_progress else None)
     if trainer.is_rank_zero():
+        if alpha < 1.0:
+            average_with_start(Path(start), Path(best), alpha)
+            click.echo(f"weights: {1 - alpha:g} × {start} + {alpha:g} × fine-tuned "
+                       f"(the fine-tuned weights alone: {Path(best).with_name(TUNED_FOLDER)})")
         if not keep_threshold:
             summary = json.loads((recipe.run_dir() / "summary.json").read_text(encoding="utf-8"))
             detector = ChangeDetector.from_pretrained(best, precision="fp32")
@@ -70,6 +87,21 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
                            f"{chosen['f1']:.3f} on {chosen['pairs']} validation pairs)")
         click.echo(f"best model: {best}")
     return 0
+
+
+def average_with_start(start: Path, best: Path, alpha: float) -> None:
+    """Replace the run's `best/` by its interpolation with `start`; the fine-tuned weights move
+    to `best-tuned/` (folders swapped by renames, so an interrupted run leaves both readable)."""
+    from changeseg.training.weight_averaging import interpolate_models
+
+    tuned = best.with_name(TUNED_FOLDER)
+    staging = best.with_name(f".{best.name}.interpolating")
+    for stale in (tuned, staging):
+        if stale.exists():
+            shutil.rmtree(stale)
+    interpolate_models(start, best, alpha, staging)
+    best.rename(tuned)
+    staging.rename(best)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -75,13 +75,24 @@ def _import_onnxruntime() -> Any:
     return import_runtime("onnxruntime", "ONNX runtime", "onnx")
 
 
-def session_options(threads: int | None = None) -> Any:
+SPINNING_ENTRY = "session.intra_op.allow_spinning"
+
+
+def session_options(threads: int | None = None, spinning: bool = False) -> Any:
     """onnxruntime session options: `threads` intra-op threads (default: physical cores),
-    every graph optimisation enabled, sequential execution."""
+    every graph optimisation enabled, sequential execution, and worker threads that sleep
+    when idle unless `spinning` (onnxruntime's own default is to spin).
+
+    Spinning off: on a quiet 2-core CPU 4 % more latency for 13 % less CPU per call; beside
+    other work (a training run, the batch runner's reader and writer threads) spinning
+    workers fight for the cores and a call took 7x as long (bench/onnx_spinning.py,
+    docs/benchmarks.md).
+    """
     ort = _import_onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or physical_cores()
     options.inter_op_num_threads = 1
+    options.add_session_config_entry(SPINNING_ENTRY, "1" if spinning else "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: keep warnings about unused initialisers quiet
@@ -89,8 +100,10 @@ def session_options(threads: int | None = None) -> Any:
 
 
 def create_session(model: str | os.PathLike | bytes, threads: int | None = None,
-                   providers: Sequence[str] | None = None, source: str = "") -> Any:
-    """An onnxruntime InferenceSession for a model file or serialized bytes.
+                   providers: Sequence[str] | None = None, source: str = "",
+                   spinning: bool = False) -> Any:
+    """An onnxruntime InferenceSession for a model file or serialized bytes
+    (options: `session_options(threads, spinning)`).
 
     Raises CheckpointError (naming `source`) when the model cannot be loaded.
     """
@@ -102,7 +115,8 @@ def create_session(model: str | os.PathLike | bytes, threads: int | None = None,
                               f"(available: {', '.join(ort.get_available_providers())})")
     payload = model if isinstance(model, bytes) else str(model)
     try:
-        return ort.InferenceSession(payload, sess_options=session_options(threads), providers=chosen)
+        return ort.InferenceSession(payload, sess_options=session_options(threads, spinning),
+                                    providers=chosen)
     except Exception as exc:  # onnxruntime raises its own pybind exception types for bad models
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{source or 'model'}: not a loadable ONNX model ({first_line})") from None
@@ -160,15 +174,16 @@ class OnnxChangeDetector:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, threads: int | None = None,
-                        providers: Sequence[str] | None = None) -> OnnxChangeDetector:
+                        providers: Sequence[str] | None = None, spinning: bool = False) -> OnnxChangeDetector:
         """Load an ONNX model folder (`model.onnx` + `config.json`) or a `.onnx` file beside a config.
 
-        `threads` sets onnxruntime's intra-op threads (default: the physical cores); the graph
+        `threads` sets onnxruntime's intra-op threads (default: the physical cores), `spinning`
+        lets them busy-wait between runs (`session_options`); the graph
         is optimised at the highest level. Raises CheckpointError for anything missing or invalid.
         """
         model_path, folder = resolve_onnx_path(name_or_path)
         config = read_config(folder)
-        session = create_session(model_path, threads, providers, source=str(model_path))
+        session = create_session(model_path, threads, providers, source=str(model_path), spinning=spinning)
         trained = bool(config.metadata.get("trained", True))
         return cls(session, config, name=str(name_or_path), trained=trained)
 
