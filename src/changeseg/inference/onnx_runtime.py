@@ -85,7 +85,7 @@ def session_options(threads: int | None = None, spinning: bool = False) -> Any:
 
     Spinning off: on a quiet 2-core CPU 4 % more latency for 13 % less CPU per call; beside
     other work (a training run, the batch runner's reader and writer threads) spinning
-    workers fight for the cores and a call took 7x as long (bench/onnx_spinning.py,
+    workers fight for the cores and a call took 2-3x as long (bench/onnx_spinning.py,
     docs/benchmarks.md).
     """
     ort = _import_onnxruntime()

@@ -13,7 +13,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from changeseg.errors import CheckpointError, ConfigError
+from changeseg.errors import ConfigError
 from changeseg.io.checkpoints import check_state_dict, load_checkpoint, save_checkpoint
 
 
@@ -31,15 +31,8 @@ def interpolate_models(start: str | os.PathLike, tuned: str | os.PathLike, alpha
     _, start_state = load_checkpoint(start)
     config, tuned_state = load_checkpoint(tuned)
     check_state_dict(tuned_state, start_state, str(start))
-    mixed = {}
-    for name, value in tuned_state.items():
-        if value.is_floating_point():
-            mixed[name] = (1.0 - alpha) * start_state[name] + alpha * value
-        elif not bool((start_state[name] == value).all()) and "num_batches_tracked" not in name:
-            raise CheckpointError(f"cannot interpolate {name}: an integer tensor that differs "
-                                  f"between {start} and {tuned}")
-        else:
-            mixed[name] = value
+    mixed = {name: (1.0 - alpha) * start_state[name] + alpha * value if value.is_floating_point()
+             else value for name, value in tuned_state.items()}
     metadata = {**config.metadata,
                 "interpolation": {"start": str(start), "tuned": str(tuned), "alpha": float(alpha),
                                   "rule": "(1 - alpha) * start + alpha * tuned (WiSE-FT)"}}
