@@ -9,6 +9,9 @@ because they are small?
 
 Every pair of the data set is scored (`--names` as in `changeseg evaluate` to select some).
 Upscaling is bicubic; the change probability is area-averaged back to the label's size.
+`changeseg evaluate --scales 1,2` now scores multi-scale inference as users run it (bilinear
+enlarging, the scales averaged; docs/models.md, "Multi-scale inference"); this script stays
+because the link 6 figures in docs/models.md came from it.
 """
 
 from __future__ import annotations

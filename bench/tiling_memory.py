@@ -136,7 +136,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=10_000, help="width and height in pixels")
     parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated subset of {FORMATS}")
-    parser.add_argument("--tile-size", type=int, default=1024)
+    parser.add_argument("--tile-size", type=int, default=None,
+                        help="detect's --tile-size (default: detect's own, 512 on the windowed paths)")
     parser.add_argument("--tile-overlap", type=int, default=None)
     parser.add_argument("--tile-batch", type=int, default=1)
     parser.add_argument("--model", default="default", help="packaged model, preset or checkpoint folder")
@@ -209,8 +210,9 @@ def measure(label: str, backend: str, reference: Path, comparison: Path, out: Pa
     """Run `changeseg detect` on one pair in a child process and print its peak RSS and wall time."""
     command = [sys.executable, "-m", "changeseg.cli.main", "detect", str(reference), str(comparison),
                "-o", str(out), "-m", model, "--backend", backend, "--save-probability",
-               "--tile-size", str(args.tile_size), "--tile-batch", str(args.tile_batch),
-               "--precision", args.precision, "--device", args.device]
+               "--tile-batch", str(args.tile_batch), "--precision", args.precision, "--device", args.device]
+    if args.tile_size is not None:
+        command += ["--tile-size", str(args.tile_size)]
     if args.tile_overlap is not None:
         command += ["--tile-overlap", str(args.tile_overlap)]
     if args.threshold is not None:

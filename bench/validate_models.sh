@@ -9,7 +9,8 @@
 # Reports land in runs/eval/<model>-<set>/ (metrics.json, metrics.md, per_image.csv, plots).
 # A candidate not yet packaged (a calibrated run folder) stands in for `default` with
 #   DEFAULT_MODEL=runs/calibrated/x OUT=runs/eval-x bash bench/validate_models.sh DATA default
-# (AERIAL_MODEL and PCB_MODEL likewise for `aerial` and `pcb`).
+# (AERIAL_MODEL and PCB_MODEL likewise for `aerial` and `pcb`). EVAL_ARGS are added to every
+# `changeseg evaluate` call, e.g. EVAL_ARGS="--scales 1,2" OUT=runs/eval-scales12 for multi-scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -21,6 +22,7 @@ OUT=${OUT:-runs/eval}
 DEFAULT_MODEL=${DEFAULT_MODEL:-default}
 AERIAL_MODEL=${AERIAL_MODEL:-aerial}
 PCB_MODEL=${PCB_MODEL:-pcb}
+read -r -a EXTRA <<<"${EVAL_ARGS:-}"
 evaluate() { # MODEL NAME SPEC [options...]
   local model=$1 name=$2 spec=$3
   shift 3
@@ -31,7 +33,7 @@ evaluate() { # MODEL NAME SPEC [options...]
     aerial) path=$AERIAL_MODEL ;;
     pcb) path=$PCB_MODEL ;;
   esac
-  $BIN/changeseg evaluate -m "$path" -d "$spec" -o "$OUT/$model-$name" --worst 4 "$@" >/dev/null
+  $BIN/changeseg evaluate -m "$path" -d "$spec" -o "$OUT/$model-$name" --worst 4 "$@" "${EXTRA[@]}" >/dev/null
   $BIN/python - "$OUT/$model-$name/metrics.json" <<'EOF'
 import json, sys
 m = json.load(open(sys.argv[1]))

@@ -28,19 +28,27 @@ def test_writes_all_outputs_and_a_summary_line(images, tmp_path, tiny_checkpoint
     assert captured.out.count("\n") == 1
 
 
-def test_tta_averages_three_views(images, tmp_path, tiny_checkpoint, capsys):
+def detect_with_views(images, out, checkpoint, capsys, *flags: str):
+    """Run detect (fp32, probability.png) with test-time `flags`; return its summary line and the
+    fp32 detector with the pair it prepared."""
     from changeseg.inference.predictor import ChangeDetector
-    from changeseg.inference.tta import TestTimeAugmented
 
-    out = tmp_path / "tta"
-    code = detect.main([str(images[0]), str(images[1]), "-o", str(out), "-m", str(tiny_checkpoint),
-                        "--precision", "fp32", "--tta", "--save-probability"])
+    code = detect.main([str(images[0]), str(images[1]), "-o", str(out), "-m", str(checkpoint),
+                        "--precision", "fp32", "--save-probability", *flags])
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert ", fp32, tta," in captured.out
-    detector = ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32")
+    detector = ChangeDetector.from_pretrained(checkpoint, precision="fp32")
     reference = detector.prepare(read_image(images[0]), "reference")
     comparison = detector.prepare(read_image(images[1]), "comparison")
+    return captured.out, detector, reference, comparison
+
+
+def test_tta_averages_three_views(images, tmp_path, tiny_checkpoint, capsys):
+    from changeseg.inference.tta import TestTimeAugmented
+
+    line, detector, reference, comparison = detect_with_views(images, tmp_path / "tta", tiny_checkpoint,
+                                                              capsys, "--tta")
+    assert ", fp32, tta," in line
     views = [detector.predict_proba(reference, comparison),
              detector.predict_proba(reference[:, ::-1], comparison[:, ::-1])[:, :, ::-1],
              detector.predict_proba(comparison, reference)]
@@ -49,6 +57,22 @@ def test_tta_averages_three_views(images, tmp_path, tiny_checkpoint, capsys):
     np.testing.assert_allclose(averaged, expected, atol=1e-5)
     result = detector.predict(images[0], images[1], tta=True, min_area=0)
     np.testing.assert_allclose(result.probability, 1 - expected[0], atol=1e-5)
+
+
+def test_scales_average_the_pair_resized(images, tmp_path, tiny_checkpoint, capsys):
+    from changeseg.inference.multiscale import MultiScale
+
+    out = tmp_path / "scales"
+    line, detector, reference, comparison = detect_with_views(images, out, tiny_checkpoint, capsys,
+                                                              "--scales", "1,2")
+    assert ", fp32, scales 1,2," in line
+    expected = 1 - MultiScale(detector, (1, 2)).predict_proba(reference, comparison)[0]
+    plain = 1 - detector.predict_proba(reference, comparison)[0]
+    assert np.abs(expected - plain).max() > 0.02  # the second scale moves the map
+    written = read_image(out / "probability.png")[..., 0].astype(np.float32) / 255
+    np.testing.assert_allclose(written, expected, atol=1 / 255 + 1e-6)
+    result = detector.predict(images[0], images[1], scales=(1, 2), min_area=0)
+    np.testing.assert_allclose(result.probability, expected, atol=1e-5)
 
 
 def test_through_the_group_on_a_real_pair(tmp_path, tiny_checkpoint, capsys):
@@ -81,11 +105,12 @@ def bad_cases(tmp_path, images, rng):
         "unknown model": ([ref, cmp, "--model", "no-such-model"], "unknown model"),
         "bad threshold": ([ref, cmp, "--threshold", "2"], "threshold"),
         "bad device": ([ref, cmp, "--device", "tpu"], "device"),
+        "bad scales": ([ref, cmp, "--scales", "1,0"], "--scales: 0 is outside"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "unreadable file", "non-image", "mismatched sizes",
-                                  "unknown model", "bad threshold", "bad device"])
+                                  "unknown model", "bad threshold", "bad device", "bad scales"])
 def test_bad_input_gives_one_line_nonzero_exit_and_no_output(case, images, tmp_path, rng, capsys):
     args, message = bad_cases(tmp_path, images, rng)[case]
     out = tmp_path / "out"

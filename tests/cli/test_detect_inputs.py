@@ -77,6 +77,21 @@ def test_windowed_band_folders_are_scaled_like_the_in_memory_path(oscd, tmp_path
     with rasterio.open(tmp_path / "windows" / "mask.tif") as written:
         windowed = written.read(1) == 1
     assert float((windowed == mask_of(tmp_path / "memory")).mean()) > 0.99
+    tiles = json.loads((tmp_path / "windows" / "regions.json").read_text())["windowed"]
+    assert (tiles["tile_size"], tiles["tile_overlap"]) == (512, 64)  # the windowed default: less memory
+    assert run([*args, "-o", str(tmp_path / "given"), "--windowed", "--tile-size", "300"], capsys)[0] == 0
+    tiles = json.loads((tmp_path / "given" / "regions.json").read_text())["windowed"]
+    assert (tiles["tile_size"], tiles["tile_overlap"]) == (300, 75)  # a given size is used as given
+
+
+def test_windowed_image_files_take_the_windowed_tiles(tmp_path, rng, capsys):
+    pair = [write_png(tmp_path / f"{name}.png", rng.integers(0, 256, (40, 56, 3), dtype=np.uint8))
+            for name in ("a", "b")]
+    code, _, err = run([*map(str, pair), "-m", "c3po-mobilenetv2-fcn", "--windowed", "-o",
+                        str(tmp_path / "o")], capsys)
+    assert code == 0, err
+    tiles = json.loads((tmp_path / "o" / "regions.json").read_text())["windowed"]
+    assert (tiles["tile_size"], tiles["tile_overlap"]) == (512, 64)
 
 
 def test_bad_scaling_is_one_error_line(tmp_path, capsys):

@@ -26,6 +26,30 @@ def test_writes_a_report_on_real_pairs(tmp_path, tiny_checkpoint, capsys):
     assert "`c3po`" in captured.out
 
 
+def test_scales_and_tiles_score_what_detect_would_write(tmp_path, tiny_checkpoint, capsys):
+    root = require_real_data("surveillance", "sbi2015")
+    common = ["-m", str(tiny_checkpoint), "-d", f"sbi2015:{root}", "--data-option", "scenes=[CaVignal]",
+              "--data-option", "pairs_per_scene=2", "--worst", "0", "--precision", "fp32"]
+    scores = {}
+    for name, extra in {"plain": [], "views": ["--scales", "1,2", "--tile-size", "128",
+                                               "--tile-overlap", "32"]}.items():
+        code = evaluate.main([*common, *extra, "-o", str(tmp_path / name)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        scores[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    metadata = scores["views"]["metadata"]
+    assert metadata["scales"] == [1.0, 2.0] and metadata["tile_size"] == 128
+    assert metadata["tile_overlap"] == 32
+    assert scores["plain"]["metadata"]["scales"] == [1.0] and scores["plain"]["metadata"]["tile_size"] == 0
+    assert scores["plain"]["images"] == scores["views"]["images"] == 2
+    sweeps = [scores[name]["protocols"]["sweep"] for name in ("plain", "views")]
+    assert sweeps[0] != sweeps[1]  # other probabilities, so other scores at some threshold
+    code = evaluate.main([*common, "--scales", "x", "-o", str(tmp_path / "bad")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--scales: 'x' is not a number" in err[0]
+    assert not (tmp_path / "bad").exists()
+
+
 def test_bad_inputs_give_one_line(tmp_path, tiny_checkpoint, capsys):
     root = require_real_data("levir_samples")
     cases = [

@@ -43,15 +43,30 @@ def validation_calibration(model: str) -> Callable[[], Any]:
     return pairs
 
 
-def load_backend(backend: str, model: str, device: str, precision: str, tta: bool = False) -> Any:
+def load_backend(backend: str, model: str, device: str, precision: str, views: Any = None) -> Any:
     """The detector for `backend` (auto, torch, onnx or openvino; `changeseg.inference.loading`),
-    with `tta` wrapped to average over a mirrored and a swapped view. One-off work (an ONNX export
-    into the cache, an int8 quantisation on the model's validation pairs) and notes go to stderr."""
-    from changeseg.inference.loading import BackendSpec
+    wrapped to average over the test-time `views` (`changeseg.inference.multiscale.TestViews`:
+    mirrored and swapped views, several scales). One-off work (an ONNX export into the cache, an
+    int8 quantisation on the model's validation pairs) and notes go to stderr."""
     from changeseg.inference.loading import load_backend as load
 
-    return load(BackendSpec(model, backend, device, precision, tta), log=say,
+    return load(backend_spec(backend, model, device, precision, views), log=say,
                 calibration=validation_calibration(model))
+
+
+def parse_views(tta: bool, scales: str) -> Any:
+    """The test-time views of --tta and --scales (`TestViews`); a bad --scales is an InputError."""
+    from changeseg.inference.multiscale import TestViews, parse_scales
+
+    return TestViews(tta, parse_scales(scales))
+
+
+def backend_spec(backend: str, model: str, device: str, precision: str, views: Any = None) -> Any:
+    """The `BackendSpec` of these options and test-time `views` (None: none)."""
+    from changeseg.inference.loading import BackendSpec
+
+    tta, scales = (views.tta, views.scales) if views is not None else (False, (1.0,))
+    return BackendSpec(model, backend, device, precision, tta, scales)
 
 
 def backend_label(detector: Any, requested: str) -> str:
@@ -90,14 +105,20 @@ def progress_bar(description: str, enabled: bool) -> Iterator[Callable[[int, int
         yield update
 
 
-def _options(threshold: float | None, min_area: int | None, resize: bool, bands: str | None, tile_size: int,
+def _options(threshold: float | None, min_area: int | None, resize: bool, bands: str | None,
+             tile_size: int | None,
              tile_overlap: int | None, tile_batch: int, align: bool, align_method: str, ecc: bool,
              save_probability: bool, windowed: bool | None, scale: str = "auto",
              max_pixels: int = 0, save_branches: bool = False, split_depth: float | None = None,
              split_cover: float | None = None) -> Any:
     from changeseg.inference.align import AlignOptions
     from changeseg.inference.pipeline import DetectOptions
-    from changeseg.inference.tiling import TilingOptions
+    from changeseg.inference.tiling import (
+        DEFAULT_TILE_SIZE,
+        WINDOWED_TILE_OVERLAP,
+        WINDOWED_TILE_SIZE,
+        TilingOptions,
+    )
     from changeseg.io.geotiff import parse_bands
     from changeseg.io.scaling import parse_scaling
 
@@ -107,7 +128,11 @@ def _options(threshold: float | None, min_area: int | None, resize: bool, bands:
     # image is read or the model is loaded
     return DetectOptions(threshold=threshold, min_area=min_area, split_depth=split_depth,
                          split_cover=split_cover, resize=resize, bands=parse_bands(bands),
-                         tiling=TilingOptions(tile_size, tile_overlap, tile_batch),
+                         tiling=TilingOptions(DEFAULT_TILE_SIZE if tile_size is None else tile_size,
+                                              tile_overlap, tile_batch),
+                         windowed_tiling=None if tile_size is not None else TilingOptions(
+                             WINDOWED_TILE_SIZE,
+                             WINDOWED_TILE_OVERLAP if tile_overlap is None else tile_overlap, tile_batch),
                          align=AlignOptions(method=align_method, ecc=ecc) if align else None,
                          save_probability=save_probability, windowed=windowed,
                          scale=parse_scaling(scale).spec(), max_pixels=max_pixels or None,
@@ -170,11 +195,12 @@ def pixel_limit_hint() -> Iterator[None]:
 @click.option("--align-method", type=click.Choice(["sift", "orb"]), default="sift", show_default=True,
               help="Keypoints used by --align.")
 @click.option("--ecc", is_flag=True, help="Refine the --align homography by ECC maximisation.")
-@click.option("--tile-size", type=click.IntRange(0), default=1024, show_default=True,
+@click.option("--tile-size", type=click.IntRange(0), default=None,
               help="Images larger than this are predicted as overlapping tiles blended into one map "
-                   "(0 = never tile).")
+                   "(0 = never tile). Default: 1024; 512 on the windowed paths, where it bounds memory.")
 @click.option("--tile-overlap", type=click.IntRange(0), default=None,
-              help="Overlap between neighbouring tiles, in pixels (default: a quarter tile, at most 128).")
+              help="Overlap between neighbouring tiles, in pixels (default: a quarter tile, at most 128; "
+                   "64 for the windowed paths' 512-pixel tiles).")
 @click.option("--tile-batch", type=click.IntRange(1), default=1, show_default=True,
               help="Tiles per forward pass.")
 @click.option("--bands", default=None,
@@ -203,6 +229,10 @@ def pixel_limit_hint() -> Iterator[None]:
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average the probabilities over the pair, its mirror "
                    "image and the swapped pair (3 forward passes; see docs/models.md).")
+@click.option("--scales", default="1", show_default=True, metavar="S1,S2,...",
+              help="Multi-scale inference: average the probabilities over the pair resized by each "
+                   "factor (e.g. 1,2: sharper outlines of small objects such as people in a fixed "
+                   "camera's frame; one forward pass per scale on scale² the pixels; docs/models.md).")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run on Ray (pip install 'changeseg[ray]'): local (start Ray on this machine), auto "
                    "(RAY_ADDRESS or the cluster running here) or HOST:PORT of a head node. A batch "
@@ -221,9 +251,10 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
             ref_dir: str | None, cmp_dir: str | None, overwrite: bool, model: str, backend: str,
             threshold: float | None, device: str, precision: str, min_area: int | None,
             split_depth: float | None, split_cover: float | None, resize: bool, align: bool,
-            align_method: str, ecc: bool, tile_size: int, tile_overlap: int | None, tile_batch: int,
+            align_method: str, ecc: bool, tile_size: int | None, tile_overlap: int | None, tile_batch: int,
             bands: str | None, windowed: bool | None, scale: str, max_pixels: int, save_probability: bool,
-            save_branches: bool, tta: bool, ray_address: str | None = None, ray_workers: int | None = None,
+            save_branches: bool, tta: bool, scales: str = "1", ray_address: str | None = None,
+            ray_workers: int | None = None,
             ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float = 0.0,
             ray_num_cpus: int | None = None, overlap: bool = True) -> int:
     """Detect changes between REFERENCE and COMPARISON images (or many pairs) and write the results.
@@ -254,25 +285,26 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
     options = _options(threshold, min_area, resize, bands, tile_size, tile_overlap, tile_batch, align,
                        align_method, ecc, save_probability, windowed, scale, max_pixels, save_branches,
                        split_depth, split_cover)
+    views = parse_views(tta, scales)
     ray = _ray_settings(ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, ray_num_cpus,
                         out_dir)
     if ray is not None:
         if batch:
             return _run_batch_ray(pairs_csv, ref_dir, cmp_dir, out_dir, overwrite, model, backend, device,
-                                  precision, options, tta, ray)
+                                  precision, options, views, ray)
         assert reference is not None and comparison is not None
         return _run_single_ray(reference, comparison, out_dir, model, backend, device, precision, options,
-                               tta, ray)
+                               views, ray)
     if batch:
         return _run_batch(pairs_csv, ref_dir, cmp_dir, out_dir, overwrite, model, backend, device,
-                          precision, options, tta, overlap)
+                          precision, options, views, overlap)
     assert reference is not None and comparison is not None
     return _run_single(reference, comparison, out_dir, model, backend, device, precision, options,
-                       tta)
+                       views)
 
 
 def _run_single(reference: str, comparison: str, out_dir: str, model: str, backend: str, device: str,
-                precision: str, options: Any, tta: bool = False) -> int:
+                precision: str, options: Any, views: Any = None) -> int:
     from changeseg.inference.outputs import check_output_folder
     from changeseg.inference.pipeline import detect_to_folder, load_pair
 
@@ -280,7 +312,7 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
     with pixel_limit_hint():
         pair = load_pair(reference, comparison, options)
     check_output_folder(out_dir, create=False)
-    detector = load_backend(backend, model, device, precision, tta)
+    detector = load_backend(backend, model, device, precision, views)
     with progress_bar("tiles", enabled=True) as on_tile:
         summary = detect_to_folder(detector, pair, out_dir, options, on_tile=on_tile)
     untrained_warning(detector, model)
@@ -294,7 +326,7 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
     if options.save_branches:
         details.append("branch maps in branches/")
     extra = f" ({'; '.join(details)})" if details else ""
-    mode = backend_label(detector, backend) + (", tta" if tta else "")
+    mode = backend_label(detector, backend) + (views.describe() if views is not None else "")
     click.echo(f"{summary['changed_fraction']:.2%} of {summary['width']}×{summary['height']} pixels changed "
                f"in {summary['region_count']} region(s){extra}; model {model}, {mode}, "
                f"{summary['timings_ms']['total']:.0f} ms → {Path(out_dir)}")
@@ -303,7 +335,7 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
 
 def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, out_dir: str,
                overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any,
-               tta: bool = False, overlap: bool = True) -> int:
+               views: Any = None, overlap: bool = True) -> int:
     from changeseg.inference.batch import pairs_from_csv, pairs_from_dirs, run_batch
     from changeseg.inference.outputs import check_output_folder
 
@@ -313,7 +345,7 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
         assert ref_dir is not None and cmp_dir is not None
         jobs = pairs_from_dirs(ref_dir, cmp_dir)
     check_output_folder(out_dir, create=False)
-    detector = load_backend(backend, model, device, precision, tta)
+    detector = load_backend(backend, model, device, precision, views)
     with progress_bar("pairs", enabled=True) as update:
         def on_pair(outcome: Any, index: int, total: int) -> None:
             if update is not None:
@@ -322,7 +354,8 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
         report = run_batch(detector, jobs, out_dir, options, resume=not overwrite, model=model,
                            on_pair=on_pair, overlap=overlap)
     untrained_warning(detector, model)
-    return _report_batch(report, str(report.summary_path), f"; {backend_label(detector, backend)}")
+    mode = backend_label(detector, backend) + (views.describe() if views is not None else "")
+    return _report_batch(report, str(report.summary_path), f"; {mode}")
 
 
 def _report_batch(report: Any, summary: str, where: str = "") -> int:
@@ -362,21 +395,19 @@ def _ray_settings(address: str | None, workers: int | None, cpus: float, gpus: f
 
 def _run_batch_ray(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, out_dir: str,
                    overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any,
-                   tta: bool, ray: dict[str, Any]) -> int:
+                   views: Any, ray: dict[str, Any]) -> int:
     from changeseg.distributed.batch import run_batch_ray
     from changeseg.distributed.cluster import ray_session
     from changeseg.distributed.storage import output_store
     from changeseg.inference.batch import pairs_from_csv, pairs_from_dirs
-    from changeseg.inference.loading import BackendSpec
-
     if pairs_csv is not None:
         jobs = pairs_from_csv(pairs_csv)
     else:
         assert ref_dir is not None and cmp_dir is not None
         jobs = pairs_from_dirs(ref_dir, cmp_dir)
     output_store(out_dir).check(create=False)
-    detector = load_backend(backend, model, "cpu", precision, tta)  # a bad model fails here, before Ray
-    spec = BackendSpec(model, backend, device, precision, tta)
+    detector = load_backend(backend, model, "cpu", precision, views)  # a bad model fails here, before Ray
+    spec = backend_spec(backend, model, device, precision, views)
     with ray_session(ray["address"], ray["num_cpus"]), progress_bar("pairs", enabled=True) as update:
         def on_pair(outcome: Any, index: int, total: int) -> None:
             if update is not None:
@@ -390,13 +421,12 @@ def _run_batch_ray(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | No
 
 
 def _run_single_ray(reference: str, comparison: str, out_dir: str, model: str, backend: str, device: str,
-                    precision: str, options: Any, tta: bool, ray: dict[str, Any]) -> int:
+                    precision: str, options: Any, views: Any, ray: dict[str, Any]) -> int:
     from dataclasses import replace
 
     from changeseg.distributed.cluster import ray_session
     from changeseg.distributed.raster import detect_geotiff_ray
     from changeseg.distributed.storage import output_store
-    from changeseg.inference.loading import BackendSpec
     from changeseg.inference.pipeline import load_pair
     from changeseg.io.geotiff import is_geotiff
 
@@ -410,12 +440,13 @@ def _run_single_ray(reference: str, comparison: str, out_dir: str, model: str, b
                                "on one pair")
     load_pair(reference, comparison, replace(options, windowed=True))  # grids, bands, --align/--resize
     output_store(out_dir).check(create=False)
-    detector = load_backend(backend, model, "cpu", precision, tta)  # a bad model fails here, before Ray
-    spec = BackendSpec(model, backend, device, precision, tta)
+    detector = load_backend(backend, model, "cpu", precision, views)  # a bad model fails here, before Ray
+    spec = backend_spec(backend, model, device, precision, views)
     with ray_session(ray["address"], ray["num_cpus"]), progress_bar("tiles", enabled=True) as on_tile:
         summary = detect_geotiff_ray(reference, comparison, out_dir, spec, bands=options.bands,
                                      threshold=options.threshold, min_area=options.min_area,
-                                     tiling=options.tiling, scale=options.scale, workers=ray["workers"],
+                                     tiling=options.tiling_for(windowed=True), scale=options.scale,
+                                     workers=ray["workers"],
                                      on_tile=on_tile)
     untrained_warning(detector, model)
     click.echo(f"{summary['changed_fraction']:.2%} of {summary['width']}×{summary['height']} pixels changed "

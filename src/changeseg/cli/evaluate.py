@@ -45,10 +45,18 @@ from changeseg.evaluation.selection import (
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average over the pair, its mirror image and the "
                    "swapped pair, as `detect --tta` does.")
+@click.option("--scales", default="1", show_default=True, metavar="S1,S2,...",
+              help="Multi-scale inference: average over the pair resized by each factor, as "
+                   "`detect --scales` does.")
+@click.option("--tile-size", type=click.IntRange(0), default=0, show_default=True,
+              help="Predict pairs larger than this tile by tile, as `detect` does (its default: "
+                   "1024); 0 = every pair whole.")
+@click.option("--tile-overlap", type=click.IntRange(0), default=None,
+              help="Overlap between tiles (default: a quarter tile, at most 128 pixels).")
 def command(model: str, data_spec: str, split: str | None, data_options: tuple[str, ...],
             names: str | None, out_dir: str, protocols: str | None, box_options: tuple[str, ...],
             threshold: float | None, limit: int | None, worst: int, device: str,
-            precision: str, tta: bool) -> None:
+            precision: str, tta: bool, scales: str, tile_size: int, tile_overlap: int | None) -> None:
     """Evaluate a model on a dataset with the c3po, global and boxes protocols."""
     from changeseg.data.datasets import open_dataset
     from changeseg.data.pairs import PairSubset
@@ -56,9 +64,13 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     from changeseg.evaluation.report import render_markdown
     from changeseg.evaluation.runner import evaluate
     from changeseg.inference.backend import backend_min_area, backend_split
+    from changeseg.inference.multiscale import TestViews, parse_scales, with_views
     from changeseg.inference.predictor import ChangeDetector
+    from changeseg.inference.tiling import Tiled, TilingOptions
     from changeseg.labels import BINARY_CLASSES
 
+    views = TestViews(tta, parse_scales(scales))
+    tiling = TilingOptions(tile_size, tile_overlap)  # bad tiling fails before anything is read
     options = parse_options(data_options, "--data-option")
     if split is not None:
         options["split"] = split
@@ -73,12 +85,8 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     data_classes = len(getattr(dataset, "class_names", None) or BINARY_CLASSES)
     binary = len(detector.class_names) == 2 or data_classes == 2
 
-    if tta:
-        from changeseg.inference.tta import TestTimeAugmented
-
-        predict = probability_function(TestTimeAugmented(detector), binary)
-    else:
-        predict = probability_function(detector, binary)
+    backend = with_views(detector, views.tta, views.scales)
+    predict = probability_function(Tiled(backend, tiling) if tile_size else backend, binary)
     chosen = threshold if threshold is not None else detector.config.threshold
     # the boxes protocol drops regions below the model's own minimum area and splits merged
     # regions with the model's own settings, as `detect` does (BoxMetric checks given values)
@@ -92,7 +100,8 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
         class_names=detector.class_names if not binary else None, typed_by_threshold=True,
         metadata={"model": model, "trained": detector.trained, "data": data_spec,
                   "split": split, "data_options": options, "names": names, "limit": limit,
-                  "precision": detector.precision, "tta": tta,
+                  "precision": detector.precision, "tta": tta, "scales": list(views.scales),
+                  "tile_size": tile_size, "tile_overlap": tiling.overlap if tile_size else None,
                   "scored_as": "binary change" if binary else "classes"},
         training_overlap=overlap,
     )

@@ -61,6 +61,17 @@ class ProbaBackend(Protocol):
         ...
 
 
+def predict_proba_stacked(backend: Any, references: np.ndarray, comparisons: np.ndarray) -> np.ndarray:
+    """N×K×H×W float32 probabilities of N prepared same-size pairs: one call to the backend's
+    `predict_proba_batch` where it has one, else one `predict_proba` call per pair (for the
+    wrappers that turn one pair into several views)."""
+    batched = getattr(backend, "predict_proba_batch", None)
+    if batched is not None:
+        return np.asarray(batched(references, comparisons), np.float32)
+    return np.stack([np.asarray(backend.predict_proba(r, c), np.float32)
+                     for r, c in zip(references, comparisons, strict=True)])
+
+
 def backend_threshold(backend: Any) -> float:
     """The backend's own decision threshold (config.threshold), 0.5 when it has none."""
     return float(getattr(getattr(backend, "config", None), "threshold", 0.5))

@@ -23,13 +23,13 @@ import numpy as np
 from changeseg.errors import InputError
 from changeseg.inference.backend import ProbaBackend, backend_min_area, backend_threshold, check_channels
 from changeseg.inference.tiling import (
-    DEFAULT_TILE_SIZE,
     StreamingRegions,
     Tile,
     TileCallback,
     TilePredictor,
     TilingOptions,
     change_classes,
+    default_windowed_tiling,
     iter_blended_strips,
 )
 from changeseg.io import geotiff
@@ -93,9 +93,9 @@ def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
     so the outputs are those of the single-machine path.
     """
     started = time.perf_counter()
-    tiling = tiling or TilingOptions()
+    tiling = tiling or default_windowed_tiling()
     if not tiling.tile_size:  # "never tile" cannot bound memory: use the default tiles
-        tiling = TilingOptions(DEFAULT_TILE_SIZE, None, tiling.batch_size)
+        tiling = default_windowed_tiling(tiling.batch_size)
     tile_size, overlap = tiling.tile_size, int(tiling.overlap or 0)
     out = Path(out_dir)
     class_names = list(backend.class_names)  # type: ignore[attr-defined]

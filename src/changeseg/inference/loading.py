@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from changeseg.errors import ChangesegError, CheckpointError, InputError
+from changeseg.inference.multiscale import parse_scales, with_views
 
 BACKENDS = ("auto", "torch", "onnx", "openvino")
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -47,20 +48,22 @@ CalibrationPairs = Callable[[], Sequence[tuple[Any, Any]]]
 @dataclass(frozen=True)
 class BackendSpec:
     """Which backend to load: `backend` (auto, torch, onnx or openvino), `model` (a packaged
-    name, preset name or folder), `device`, `precision` (auto, fp32, bf16, int8) and `tta`
-    (average over three views)."""
+    name, preset name or folder), `device`, `precision` (auto, fp32, bf16, int8), `tta`
+    (average over three views) and `scales` (average over the pair resized by each factor)."""
 
     model: str = "default"
     backend: str = "torch"
     device: str = "cpu"
     precision: str = "auto"
     tta: bool = False
+    scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise InputError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        object.__setattr__(self, "scales", parse_scales(self.scales))
 
     def portable(self) -> BackendSpec:
         """The same spec with a model folder given by an absolute path, so other processes
@@ -244,7 +247,8 @@ def load_backend(spec: BackendSpec, log: Log | None = None,
     the cache, an int8 quantisation) and of a precision a backend ignores ("note: ..."). For
     int8 without a cached quantised model, `calibration()` yields the model's validation pairs
     (the CLI passes them; `changeseg.evaluation.selection.model_validation_pairs`). With
-    `spec.tta` the detector is wrapped to average over a mirrored and a swapped view. Raises
+    `spec.tta` the detector is wrapped to average over a mirrored and a swapped view, with
+    `spec.scales` over the pair resized by each factor (`changeseg.inference.multiscale`). Raises
     InputError for contradictory requests (int8 on PyTorch, an ONNX backend on a GPU) and
     CheckpointError for models that cannot be loaded.
     """
@@ -283,11 +287,7 @@ def load_backend(spec: BackendSpec, log: Log | None = None,
                                  "install changeseg[onnx]") from None
             detector = OnnxChangeDetector.from_pretrained(folder)
         detector.name = spec.model
-    if spec.tta:
-        from changeseg.inference.tta import TestTimeAugmented
-
-        detector = TestTimeAugmented(detector)
-    return detector
+    return with_views(detector, spec.tta, spec.scales)
 
 
 def _is_export_failure(exc: Exception) -> bool:

@@ -23,10 +23,10 @@ import numpy as np
 
 from changeseg.errors import CheckpointError, InputError
 from changeseg.inference.align import AlignOptions
+from changeseg.inference.multiscale import with_views
 from changeseg.inference.pipeline import detect_pair
 from changeseg.inference.result import ChangeResult
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions
-from changeseg.inference.tta import TestTimeAugmented
 from changeseg.io.checkpoints import CONFIG_FILE, WEIGHTS_FILE, CheckpointConfig, read_config
 from changeseg.io.images import ImageLike, read_image, to_float, to_model_channels
 
@@ -223,17 +223,18 @@ class OnnxChangeDetector:
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
                 align: bool | str | AlignOptions = False, tta: bool = False,
-                scale: str | None = None, split_depth: float | None = None,
-                split_cover: float | None = None) -> ChangeResult:
+                scales: Sequence[float] | None = None, scale: str | None = None,
+                split_depth: float | None = None, split_cover: float | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         Same contract as `ChangeDetector.predict`, through the same torch-free pipeline:
         `threshold` (default: the model's own), `min_area`, `resize`, tiling of images larger
         than `tile_size`, `align` (register the comparison onto the reference first), `tta`
-        (average over a mirrored and a swapped view), `scale` (raw values to 0–1) and
+        (average over a mirrored and a swapped view), `scales` (average over the pair resized
+        by each factor, e.g. (1, 2); `changeseg.inference.multiscale`), `scale` (raw values to 0–1) and
         `split_depth` / `split_cover` (split merged regions; default: the model's own).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
-        backend = TestTimeAugmented(self) if tta else self
+        backend = with_views(self, tta, scales)
         return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align,
                            scale=scale, split_depth=split_depth, split_cover=split_cover)

@@ -29,7 +29,12 @@ from changeseg.inference.backend import (
 )
 from changeseg.inference.outputs import prepare_output_folder
 from changeseg.inference.result import ChangeResult, match_size, result_from_probabilities, size_mismatch
-from changeseg.inference.tiling import TileCallback, TilingOptions, predict_proba_auto
+from changeseg.inference.tiling import (
+    TileCallback,
+    TilingOptions,
+    default_windowed_tiling,
+    predict_proba_auto,
+)
 from changeseg.io.images import DEFAULT_MAX_PIXELS, ImageLike, image_header, read_image, to_float
 from changeseg.io.scaling import Scaling, resolve_scaling, scale_image
 
@@ -48,7 +53,8 @@ class DetectOptions:
     split_cover: float | None = None  # None: the model's own (metadata.split_cover), else 1.0
     resize: bool = False
     bands: str | tuple[int | str, ...] | None = None  # 1-based band numbers or band names
-    tiling: TilingOptions = field(default_factory=TilingOptions)
+    tiling: TilingOptions | None = None  # None: 1024-pixel tiles in memory, 512 on the windowed paths
+    windowed_tiling: TilingOptions | None = None  # the windowed paths' own; None: as `tiling`
     align: AlignOptions | None = None  # None: the pair must already be aligned
     save_probability: bool = False
     windowed: bool | None = None  # None = automatic (above WINDOWED_MIN_PIXELS)
@@ -59,6 +65,13 @@ class DetectOptions:
     def __post_init__(self) -> None:
         # bad split settings fail here, before any pair is read (the windowed paths ignore them)
         backend_split(None, self.split_depth, self.split_cover)
+
+    def tiling_for(self, windowed: bool) -> TilingOptions:
+        """The tiling of a pair left on disk (`windowed` True: `windowed_tiling`, else `tiling`,
+        else `default_windowed_tiling()`) or of a pair in memory (`tiling`, else `TilingOptions()`)."""
+        if windowed:
+            return self.windowed_tiling or self.tiling or default_windowed_tiling()
+        return self.tiling or TilingOptions()
 
 
 @dataclass
@@ -387,13 +400,13 @@ def detect_windowed(backend: ProbaBackend, pair: PairInput, out_dir: str | os.Pa
 
         return detect_images_windowed(backend, pair.reference_path, pair.comparison_path, out_dir,
                                       bands=options.bands, threshold=options.threshold,
-                                      min_area=options.min_area, tiling=options.tiling,
+                                      min_area=options.min_area, tiling=options.tiling_for(windowed=True),
                                       save_probability=options.save_probability, scale=options.scale,
                                       max_pixels=options.max_pixels, extra=extra, on_tile=on_tile)
     return detect_geotiff_windowed(backend, pair.reference_path, pair.comparison_path, out_dir,
                                    bands=options.bands, threshold=options.threshold,
-                                   min_area=options.min_area, tiling=options.tiling, extra=extra,
-                                   on_tile=on_tile, scale=options.scale)
+                                   min_area=options.min_area, tiling=options.tiling_for(windowed=True),
+                                   extra=extra, on_tile=on_tile, scale=options.scale)
 
 
 def prepare_loaded(backend: ProbaBackend, pair: PairInput, options: DetectOptions) -> PreparedPair:
@@ -423,10 +436,11 @@ def infer_prepared(backend: ProbaBackend, prepared: PreparedPair, options: Detec
     if options.save_branches:
         from changeseg.inference.branches import branch_maps_of, check_branch_size
 
-        check_branch_size(prepared.reference.shape, options.tiling.tile_size)
+        check_branch_size(prepared.reference.shape, options.tiling_for(windowed=False).tile_size)
         branch_maps = branch_maps_of(backend, prepared.reference, prepared.comparison)
     started = time.perf_counter()
-    probs = predict_proba_auto(backend, prepared.reference, prepared.comparison, options.tiling, on_tile)
+    probs = predict_proba_auto(backend, prepared.reference, prepared.comparison,
+                               options.tiling_for(windowed=False), on_tile)
     return Inference(prepared, probs, (time.perf_counter() - started) * 1e3, branch_maps)
 
 

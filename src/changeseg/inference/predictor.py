@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from changeseg.errors import CheckpointError, ConfigError, InputError, WeightsNotFoundError
 from changeseg.inference.align import AlignOptions
 from changeseg.inference.backend import cpu_supports_bf16
+from changeseg.inference.multiscale import with_views
 from changeseg.inference.pipeline import detect_pair
 from changeseg.inference.result import (  # noqa: F401  (match_size, result_from_probabilities: re-exported)
     ChangeResult,
@@ -19,7 +21,6 @@ from changeseg.inference.result import (  # noqa: F401  (match_size, result_from
     result_from_probabilities,
 )
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions
-from changeseg.inference.tta import TestTimeAugmented
 from changeseg.io.checkpoints import (
     WEIGHTS_FILE,
     CheckpointConfig,
@@ -210,8 +211,8 @@ class ChangeDetector:
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
                 align: bool | str | AlignOptions = False, tta: bool = False,
-                scale: str | None = None, split_depth: float | None = None,
-                split_cover: float | None = None) -> ChangeResult:
+                scales: Sequence[float] | None = None, scale: str | None = None,
+                split_depth: float | None = None, split_cover: float | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         `threshold` (default: the model's own) applies to the probability of any change;
@@ -224,7 +225,9 @@ class ChangeDetector:
         than `tile_size` pixels (0 = never) are predicted as overlapping tiles of that size
         (`tile_overlap` pixels, default a quarter tile up to 128; `tile_batch` tiles per forward
         pass) blended into one map. `tta` averages over a mirrored and a swapped view
-        (`changeseg.inference.tta`; three forward passes). `scale` maps raw pixel values to the
+        (`changeseg.inference.tta`; three forward passes). `scales` averages over the pair
+        resized by each factor, e.g. (1, 2) (`changeseg.inference.multiscale`; one forward pass
+        per scale, sharper outlines of small objects). `scale` maps raw pixel values to the
         model's 0–1 input ("auto", "dtype", "reflectance[:N]", "percentile[:LO,HI]"; default
         "auto": 8-bit as is, other integer images the model's recorded scaling; see
         `changeseg.io.scaling`). `split_depth` > 0 splits a region that holds several blobs
@@ -234,7 +237,7 @@ class ChangeDetector:
         else no splitting (0; cover 1.0).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
-        backend = TestTimeAugmented(self) if tta else self
+        backend = with_views(self, tta, scales)
         return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align,
                            scale=scale, split_depth=split_depth, split_cover=split_cover)
 

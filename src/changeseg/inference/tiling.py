@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -35,6 +36,12 @@ from changeseg.inference.regions import Region
 DEFAULT_TILE_SIZE = 1024
 DEFAULT_TILE_OVERLAP = 128
 DEFAULT_WEIGHT_FLOOR = 0.05
+# The windowed paths' tiles (pairs left on disk): 512 pixels with a 64-pixel overlap, the same
+# share of overlap as 1024 / 128 and a smaller peak — on a 10 000² pair 1.11-1.21 against
+# 1.56 GiB as GeoTIFF on PyTorch, 0.96 against 1.20 GiB as PNG or JPEG on OpenVINO
+# (docs/benchmarks.md, "Memory").
+WINDOWED_TILE_SIZE = 512
+WINDOWED_TILE_OVERLAP = 64
 
 
 def default_overlap(tile_size: int) -> int:
@@ -77,6 +84,11 @@ class Tile:
     def slices(self) -> tuple[slice, slice]:
         """Row and column slices selecting this tile from an H×W(×C) array."""
         return slice(self.y, self.y + self.height), slice(self.x, self.x + self.width)
+
+
+def default_windowed_tiling(batch_size: int = 1) -> TilingOptions:
+    """The windowed paths' default tiling (`WINDOWED_TILE_SIZE`, `WINDOWED_TILE_OVERLAP`)."""
+    return TilingOptions(WINDOWED_TILE_SIZE, WINDOWED_TILE_OVERLAP, batch_size)
 
 
 def check_tiling(tile_size: int, overlap: int, batch_size: int = 1) -> None:
@@ -265,6 +277,22 @@ def predict_proba_auto(backend: ProbaBackend, reference: np.ndarray, comparison:
         return np.asarray(backend.predict_proba(reference, comparison), np.float32)
     return predict_proba_tiled(backend, reference, comparison, tiling.tile_size, int(tiling.overlap or 0),
                                tiling.batch_size, on_tile=on_tile)
+
+
+class Tiled:
+    """A backend that predicts pairs larger than `tiling.tile_size` tile by tile, as `detect`
+    does (`predict_proba_auto`), so `evaluate` can score exactly what `detect` would write."""
+
+    def __init__(self, backend: ProbaBackend, tiling: TilingOptions) -> None:
+        self.backend = backend
+        self.tiling = tiling
+
+    def __getattr__(self, name: str) -> Any:  # prepare, class_names, config, name, precision, ...
+        return getattr(self.backend, name)
+
+    def predict_proba(self, reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
+        """Class probabilities (K×H×W) of one prepared pair, tiled where it is large."""
+        return predict_proba_auto(self.backend, reference, comparison, self.tiling)
 
 
 def change_classes(strip: np.ndarray, band_rows: int = 128) -> np.ndarray:

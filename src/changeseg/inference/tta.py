@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from changeseg.inference.backend import predict_proba_stacked
+
 __all__ = ["TTA_VIEWS", "TestTimeAugmented", "swap_permutation"]
 
 TTA_VIEWS = ("flip", "swap")
@@ -57,8 +59,9 @@ class TestTimeAugmented:
         if "swap" in self.views:
             inputs.append((comparisons, references))
         count = len(references)
-        probs = self._run(np.concatenate([np.ascontiguousarray(r) for r, _ in inputs]),
-                          np.concatenate([np.ascontiguousarray(c) for _, c in inputs]))
+        probs = predict_proba_stacked(self.backend,
+                                      np.concatenate([np.ascontiguousarray(r) for r, _ in inputs]),
+                                      np.concatenate([np.ascontiguousarray(c) for _, c in inputs]))
         total = probs[:count].astype(np.float32)
         view = 1
         if "flip" in self.views:
@@ -68,10 +71,3 @@ class TestTimeAugmented:
             total += probs[view * count:(view + 1) * count][:, self._swap]
             view += 1
         return total / np.float32(view)
-
-    def _run(self, references: np.ndarray, comparisons: np.ndarray) -> np.ndarray:
-        batched = getattr(self.backend, "predict_proba_batch", None)
-        if batched is not None:
-            return np.asarray(batched(references, comparisons), np.float32)
-        return np.stack([np.asarray(self.backend.predict_proba(r, c), np.float32)
-                         for r, c in zip(references, comparisons, strict=True)])

@@ -34,12 +34,12 @@ from changeseg.inference.backend import ProbaBackend, backend_min_area, backend_
 from changeseg.inference.outputs import SPOOL_PREFIX
 from changeseg.inference.result import as_bytes, overlay_bands, size_mismatch, summary_record
 from changeseg.inference.tiling import (
-    DEFAULT_TILE_SIZE,
     StreamingRegions,
     Tile,
     TileCallback,
     TilingOptions,
     change_classes,
+    default_windowed_tiling,
     iter_blended_strips,
 )
 from changeseg.io.images import (
@@ -165,9 +165,9 @@ def detect_images_windowed(backend: ProbaBackend, reference: str | os.PathLike, 
     ignored on this path.
     """
     started = time.perf_counter()
-    tiling = tiling or TilingOptions()
+    tiling = tiling or default_windowed_tiling()
     if not tiling.tile_size:  # "never tile" cannot bound memory: use the default tiles
-        tiling = TilingOptions(DEFAULT_TILE_SIZE, None, tiling.batch_size)
+        tiling = default_windowed_tiling(tiling.batch_size)
     class_names = list(backend.class_names)  # type: ignore[attr-defined]
     typed = len(class_names) > 2
     threshold = backend_threshold(backend) if threshold is None else float(threshold)
