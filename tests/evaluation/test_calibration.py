@@ -89,10 +89,15 @@ def test_bias_shift_moves_the_threshold_exactly():
     assert (np.argsort(moved) == np.argsort(base)).all()
 
 
-@pytest.mark.parametrize("head,classes", [("fcn", 4), ("deeplabv3", 2)])
-def test_folding_into_the_model_gives_the_calibrated_logits(head, classes):
+@pytest.mark.parametrize("head,classes,refine", [("fcn", 4, "none"), ("deeplabv3", 2, "none"),
+                                                 ("fcn", 4, "stride2")])
+def test_folding_into_the_model_gives_the_calibrated_logits(head, classes, refine):
     torch.manual_seed(0)
-    model = build_model(fpn_channels=16, head=head, num_classes=classes).eval()
+    model = build_model(fpn_channels=16, head=head, num_classes=classes, refine=refine)
+    if model.refine is not None:  # a trained refinement: non-zero residual, moved BatchNorm mean
+        torch.nn.init.normal_(model.refine.out.weight, std=0.3)
+        model.refine.body[1].running_mean.normal_()
+    model.eval()
     generator = torch.Generator().manual_seed(3)
     reference, comparison = (torch.randn(1, 3, 70, 90, generator=generator) for _ in range(2))
     calibration = Calibration(temperature=2.5, no_change_bias=0.7)
@@ -245,3 +250,4 @@ def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
     assert "1,000 per source" in capsys.readouterr().out
     calibration = json.loads((out / "config.json").read_text())["metadata"]["calibration"]
     assert calibration["weighting"] == "each data source alike" and calibration["pixels"] == 2000
+

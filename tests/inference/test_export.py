@@ -146,3 +146,17 @@ def test_dynamo_exporter_also_passes_its_check(tiny_checkpoint, tmp_path):
     expected = ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32").predict_proba(reference,
                                                                                                 comparison)
     assert np.abs(runtime.predict_proba(reference, comparison) - expected).max() < 1e-4
+
+
+def test_a_model_with_the_detail_refinement_exports_and_matches_pytorch(tmp_path):
+    """`refine: stride2` (slices of the first backbone stage, a stride-2 residual) survives export."""
+    torch.manual_seed(0)
+    model = ChangeSegModel(ModelConfig(fpn_channels=8, refine="stride2"))
+    torch.nn.init.normal_(model.refine.out.weight, std=0.5)  # a non-zero residual, as once trained
+    detector = ChangeDetector.from_model(model.eval(), precision="fp32")
+    report = export_onnx(detector, tmp_path / "refined")
+    assert read_config(report.folder).model["refine"] == "stride2"
+    reference, comparison = changed_pair(np.random.default_rng(3), 70, 101)
+    onnx_result = OnnxChangeDetector.from_pretrained(report.folder).predict(reference, comparison)
+    torch_result = detector.predict(reference, comparison)
+    assert np.abs(onnx_result.probability - torch_result.probability).max() < 1e-3

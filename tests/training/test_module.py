@@ -184,3 +184,17 @@ def test_validation_counts_a_probability_at_the_threshold_as_change() -> None:
     trainer.validate(task, dataloaders=DataLoader([batch], batch_size=None))
     assert task.last_val_metrics["val/f1"] == pytest.approx(1.0)
     assert task.last_val_metrics["val/f1_per_image"] == pytest.approx(1.0)
+
+
+def test_frozen_parts_keep_their_batchnorm_statistics_in_training():
+    task = tiny_task(optim={"freeze": ["model.backbone", "model.merge", "model.pyramid"]})
+    task.train()
+    frozen_bn = [m for part in (task.model.backbone, task.model.pyramid) for m in part.modules()
+                 if isinstance(m, nn.BatchNorm2d)]
+    head_bn = [m for m in task.model.head.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert frozen_bn and not any(m.training for m in frozen_bn)
+    assert head_bn and all(m.training for m in head_bn)
+    before = [m.running_mean.clone() for m in frozen_bn]
+    generator = torch.Generator().manual_seed(0)
+    task(torch.rand(2, 3, 64, 64, generator=generator), torch.rand(2, 3, 64, 64, generator=generator))
+    assert all(torch.equal(m.running_mean, b) for m, b in zip(frozen_bn, before))

@@ -443,12 +443,27 @@ def fold_into_model(model: nn.Module, calibration: Calibration) -> nn.Module:
 
     Weights and bias are divided by the temperature and the no-change bias is added to the
     class-0 bias, so ``model(x)`` afterwards equals ``apply_to_logits(old_model(x))``.
+
+    A detail refinement (`model.refine`, changeseg.models.refine) adds its residual to the
+    logits and reads the coarse logits: its output conv is divided by the temperature too, and
+    its first conv is given back what it read before (weights on the logit channels times the
+    temperature; the no-change bias, a constant there, taken out again by its BatchNorm's mean).
     """
     conv = classifier_conv(model)
     if conv.bias is None:
         raise InputError("the classifier conv has no bias to take the no-change bias")
+    temperature, bias = calibration.temperature, calibration.no_change_bias
     with torch.no_grad():
-        conv.weight.div_(calibration.temperature)
-        conv.bias.div_(calibration.temperature)
-        conv.bias[0] += calibration.no_change_bias
+        conv.weight.div_(temperature)
+        conv.bias.div_(temperature)
+        conv.bias[0] += bias
+        refine = getattr(model, "refine", None)
+        if refine is not None:
+            first, norm = refine.body[0], refine.body[1]
+            classes = refine.num_classes
+            first.weight[:, :classes].mul_(temperature)
+            # the constant `bias` on logit channel 0 now reaches the conv as T·bias·Σ taps
+            norm.running_mean.add_(first.weight[:, 0].sum(dim=(1, 2)) * bias)
+            refine.out.weight.div_(temperature)
+            refine.out.bias.div_(temperature)
     return model

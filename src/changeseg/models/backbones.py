@@ -30,6 +30,10 @@ class BackboneSpec:
     stages: Callable[[nn.Module], list[nn.Module]]
     out_channels: tuple[int, int, int, int]
     channels_last_output: bool = False  # Swin returns N×H×W×C
+    # Where the first stage's stride-2 features end (index into it) and their channels, for the
+    # optional detail refinement (`changeseg.models.refine`); None: not offered for this network.
+    fine_split: int | None = None
+    fine_channels: int = 0
 
 
 def _resnet_stages(net: nn.Module) -> list[nn.Module]:
@@ -60,7 +64,8 @@ BACKBONES: dict[str, BackboneSpec] = {
     # MobileNetV2: the final 1×1 conv to 1280 channels is left out (costly, adds nothing spatial).
     "mobilenet_v2": BackboneSpec(torchvision.models.mobilenet_v2,
                                  "MobileNet_V2_Weights.IMAGENET1K_V1",
-                                 _sliced((4, 7, 14, 18)), (24, 32, 96, 320)),
+                                 _sliced((4, 7, 14, 18)), (24, 32, 96, 320),
+                                 fine_split=2, fine_channels=16),
     "mobilenet_v3_large": BackboneSpec(torchvision.models.mobilenet_v3_large,
                                        "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
                                        _sliced((4, 7, 13, 16)), (24, 40, 112, 160)),
@@ -93,6 +98,8 @@ class Backbone(nn.Module):
         self.out_channels: list[int] = list(spec.out_channels)
         self.reductions: list[int] = list(REDUCTIONS)
         self._nhwc = spec.channels_last_output
+        self.fine_split = spec.fine_split
+        self.fine_channels = spec.fine_channels
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Features of one image batch, one tensor per level (N×C×H/r×W/r)."""
@@ -101,6 +108,23 @@ class Backbone(nn.Module):
             x = stage(x)
             features.append(x.permute(0, 3, 1, 2) if self._nhwc else x)
         return features
+
+    def forward_with_fine(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """The stride-2 features (N×fine_channels×H/2×W/2) and then what `forward` returns.
+
+        The first stage runs in two slices that share its modules, so parameters and
+        state-dict keys are those of `forward`.
+        """
+        if self.fine_split is None:
+            raise ConfigError(f"backbone {self.name!r} does not offer stride-2 features")
+        first = self.stages[0]
+        fine = first[:self.fine_split](x)
+        features = [first[self.fine_split:](fine)]
+        x = features[0]
+        for stage in self.stages[1:]:
+            x = stage(x)
+            features.append(x)
+        return fine, features
 
 
 def adapt_first_conv(net: nn.Module, in_channels: int) -> None:

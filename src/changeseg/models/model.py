@@ -14,6 +14,7 @@ from changeseg.models.backbones import Backbone
 from changeseg.models.heads import build_head
 from changeseg.models.merge import MergeTemporal, parse_branches
 from changeseg.models.pyramid import MergeSpatial
+from changeseg.models.refine import REFINE_KINDS, DetailRefine
 
 PAD_MULTIPLE = 32  # the coarsest stride: inputs are padded to a multiple of it and cropped back
 
@@ -34,6 +35,7 @@ class ModelConfig:
     in_channels: int = 3
     double_single_change: bool = True
     msf_fuse: str = "conv3x3"  # MSF fusion conv: conv3x3 (paper, official code), conv1x1, dwsep
+    refine: str = "none"  # "stride2": correct the logits at stride 2 (changeseg.models.refine)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -45,17 +47,22 @@ class ModelConfig:
                               f"{', '.join(sorted(known))}")
         config = cls(**values)
         parse_branches(config.branches)
+        if config.refine not in REFINE_KINDS:
+            raise ConfigError(f"refine must be one of {', '.join(REFINE_KINDS)}, got {config.refine!r}")
         return config
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-ready dict.
 
-        `msf_fuse` is left out while it is the default, so configs (and checkpoints) of the
-        conv3x3 networks stay exactly as they were before the option existed.
+        `msf_fuse` and `refine` are left out while they are the defaults, so configs (and
+        checkpoints) of the networks without them stay exactly as they were before the options
+        existed.
         """
         values = asdict(self)
         if values["msf_fuse"] == "conv3x3":
             del values["msf_fuse"]
+        if values["refine"] == "none":
+            del values["refine"]
         return values
 
 
@@ -84,6 +91,12 @@ class ChangeSegModel(nn.Module):
                                     config.msf_levels, fuse=config.msf_fuse)
         self.head = build_head(config.head, self.pyramid.out_channels, config.num_classes)
         self.branch_reductions: list[int] = self.backbone.reductions[-config.msf_levels:]
+        self.refine: DetailRefine | None = None
+        if config.refine == "stride2":
+            if self.backbone.fine_split is None:
+                raise ConfigError(f"refine: stride2 needs a backbone with stride-2 features "
+                                  f"(mobilenet_v2), not {config.backbone!r}")
+            self.refine = DetailRefine(self.backbone.fine_channels, config.num_classes)
 
     def forward(self, reference: Tensor, comparison: Tensor, return_branches: bool = False
                 ) -> Tensor | tuple[Tensor, list[dict[str, Tensor]]]:
@@ -101,9 +114,13 @@ class ChangeSegModel(nn.Module):
         if pad_h or pad_w:
             reference = F.pad(reference, (0, pad_w, 0, pad_h), mode="replicate")
             comparison = F.pad(comparison, (0, pad_w, 0, pad_h), mode="replicate")
-        features_ref = self.backbone(reference)
         second = self.backbone_comparison or self.backbone
-        features_cmp = second(comparison)
+        if self.refine is not None:
+            fine_ref, features_ref = self.backbone.forward_with_fine(reference)
+            fine_cmp, features_cmp = second.forward_with_fine(comparison)
+        else:
+            features_ref = self.backbone(reference)
+            features_cmp = second(comparison)
         used = len(self.merge)
         merged: list[Tensor] = []
         branches: list[dict[str, Tensor]] = []
@@ -114,9 +131,13 @@ class ChangeSegModel(nn.Module):
             else:
                 fused = mtf(f0, f1)
             merged.append(fused)
-        logits = self.head(self.pyramid(merged))
-        logits = F.interpolate(logits, size=reference.shape[-2:], mode="bilinear",
+        coarse = self.head(self.pyramid(merged))
+        logits = F.interpolate(coarse, size=reference.shape[-2:], mode="bilinear",
                                align_corners=False)
+        if self.refine is not None:
+            residual = self.refine(coarse, fine_ref, fine_cmp)
+            logits = logits + F.interpolate(residual, size=reference.shape[-2:], mode="bilinear",
+                                            align_corners=False)
         logits = logits[..., :height, :width]
         return (logits, branches) if return_branches else logits
 

@@ -205,8 +205,18 @@ class ChangeSegTask(pl.LightningModule):
                 parameter.requires_grad_(False)
 
     def train(self, mode: bool = True) -> ChangeSegTask:
-        """Switch train/eval mode, keeping the backbone BatchNorm statistics fixed if asked."""
+        """Switch train/eval mode, keeping the backbone BatchNorm statistics fixed if asked.
+
+        Modules under an `optim.freeze` prefix stay in eval mode: a frozen part keeps its
+        BatchNorm statistics (and skips its dropout) as well as its weights, so a run that
+        trains only a new part leaves the rest of the network exactly as it started.
+        """
         super().train(mode)
+        if mode:
+            prefixes = [p.removeprefix("model.") for p in self.optim["freeze"]]
+            for name, module in self.model.named_modules():
+                if name and any(name == p or name.startswith(p + ".") for p in prefixes):
+                    module.eval()
         if mode and self.optim["freeze_bn"]:
             for backbone in (self.model.backbone, self.model.backbone_comparison):
                 if backbone is None:
