@@ -304,7 +304,7 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
 
 
 def _run_single(reference: str, comparison: str, out_dir: str, model: str, backend: str, device: str,
-                precision: str, options: Any, views: Any = None) -> int:
+                precision: str, options: Any, views: Any) -> int:
     from changeseg.inference.outputs import check_output_folder
     from changeseg.inference.pipeline import detect_to_folder, load_pair
 
@@ -326,7 +326,7 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
     if options.save_branches:
         details.append("branch maps in branches/")
     extra = f" ({'; '.join(details)})" if details else ""
-    mode = backend_label(detector, backend) + (views.describe() if views is not None else "")
+    mode = backend_label(detector, backend) + views.describe()
     click.echo(f"{summary['changed_fraction']:.2%} of {summary['width']}×{summary['height']} pixels changed "
                f"in {summary['region_count']} region(s){extra}; model {model}, {mode}, "
                f"{summary['timings_ms']['total']:.0f} ms → {Path(out_dir)}")
@@ -335,7 +335,7 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
 
 def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, out_dir: str,
                overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any,
-               views: Any = None, overlap: bool = True) -> int:
+               views: Any, overlap: bool = True) -> int:
     from changeseg.inference.batch import pairs_from_csv, pairs_from_dirs, run_batch
     from changeseg.inference.outputs import check_output_folder
 
@@ -354,7 +354,7 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
         report = run_batch(detector, jobs, out_dir, options, resume=not overwrite, model=model,
                            on_pair=on_pair, overlap=overlap)
     untrained_warning(detector, model)
-    mode = backend_label(detector, backend) + (views.describe() if views is not None else "")
+    mode = backend_label(detector, backend) + views.describe()
     return _report_batch(report, str(report.summary_path), f"; {mode}")
 
 

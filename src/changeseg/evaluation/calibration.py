@@ -457,13 +457,7 @@ def fold_into_model(model: nn.Module, calibration: Calibration) -> nn.Module:
         conv.weight.div_(temperature)
         conv.bias.div_(temperature)
         conv.bias[0] += bias
-        refine = getattr(model, "refine", None)
-        if refine is not None:
-            first, norm = refine.body[0], refine.body[1]
-            classes = refine.num_classes
-            first.weight[:, :classes].mul_(temperature)
-            # the constant `bias` on logit channel 0 now reaches the conv as T·bias·Σ taps
-            norm.running_mean.add_(first.weight[:, 0].sum(dim=(1, 2)) * bias)
-            refine.out.weight.div_(temperature)
-            refine.out.bias.div_(temperature)
+    refine = getattr(model, "refine", None)
+    if refine is not None:
+        refine.fold_calibration(temperature, bias)
     return model

@@ -17,6 +17,8 @@ from changeseg.models.pyramid import MergeSpatial
 from changeseg.models.refine import REFINE_KINDS, DetailRefine
 
 PAD_MULTIPLE = 32  # the coarsest stride: inputs are padded to a multiple of it and cropped back
+# Options added after checkpoints were first written: left out of `ModelConfig.to_dict` at their defaults.
+OMITTED_AT_DEFAULT = ("msf_fuse", "refine")
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,9 @@ class ModelConfig:
         existed.
         """
         values = asdict(self)
-        if values["msf_fuse"] == "conv3x3":
-            del values["msf_fuse"]
-        if values["refine"] == "none":
-            del values["refine"]
+        for name in OMITTED_AT_DEFAULT:
+            if values[name] == getattr(ModelConfig, name):
+                del values[name]
         return values
 
 

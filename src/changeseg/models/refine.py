@@ -42,6 +42,19 @@ class DetailRefine(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    @torch.no_grad()
+    def fold_calibration(self, temperature: float, no_change_bias: float) -> None:
+        """Keep this module's output calibrated once the coarse logits it reads and adds to have
+        become `coarse / temperature + no_change_bias` on class 0: it reads back what it read
+        before, and its residual is divided by the temperature like the logits."""
+        first, norm = self.body[0], self.body[1]
+        first.weight[:, :self.num_classes].mul_(temperature)
+        # the constant bias on logit channel 0 now reaches the conv as T·bias·Σ taps everywhere
+        # (replicate padding), which the BatchNorm's mean takes back
+        norm.running_mean.add_(first.weight[:, 0].sum(dim=(1, 2)) * no_change_bias)
+        self.out.weight.div_(temperature)
+        self.out.bias.div_(temperature)
+
     def forward(self, coarse: Tensor, fine_ref: Tensor, fine_cmp: Tensor) -> Tensor:
         """The residual logits at the stride-2 features' size (add them, upsampled, to the coarse)."""
         up = F.interpolate(coarse, size=fine_ref.shape[-2:], mode="bilinear", align_corners=False)

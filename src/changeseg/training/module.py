@@ -191,17 +191,21 @@ class ChangeSegTask(pl.LightningModule):
 
     # ------------------------------------------------------------------ freezing
 
+    def _frozen(self, name: str, prefixes: Sequence[str] | None = None) -> bool:
+        """Whether the model's parameter or module `name` lies under an `optim.freeze` prefix."""
+        if prefixes is None:
+            prefixes = [p.removeprefix("model.") for p in self.optim["freeze"]]
+        return any(name == p or name.startswith(p + ".") for p in prefixes)
+
     def _apply_freeze(self) -> None:
         prefixes = [p.removeprefix("model.") for p in self.optim["freeze"]]
-        if not prefixes:
-            return
         names = [name for name, _ in self.model.named_parameters()]
         for prefix in prefixes:
-            if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+            if not any(self._frozen(n, [prefix]) for n in names):
                 raise ConfigError(f"optim.freeze: no parameter of the model is under {prefix!r} "
                                   f"(try backbone, merge, pyramid or head)")
         for name, parameter in self.model.named_parameters():
-            if any(name == p or name.startswith(p + ".") for p in prefixes):
+            if self._frozen(name, prefixes):
                 parameter.requires_grad_(False)
 
     def train(self, mode: bool = True) -> ChangeSegTask:
@@ -212,10 +216,9 @@ class ChangeSegTask(pl.LightningModule):
         trains only a new part leaves the rest of the network exactly as it started.
         """
         super().train(mode)
-        if mode:
-            prefixes = [p.removeprefix("model.") for p in self.optim["freeze"]]
+        if mode and self.optim["freeze"]:
             for name, module in self.model.named_modules():
-                if name and any(name == p or name.startswith(p + ".") for p in prefixes):
+                if name and self._frozen(name):
                     module.eval()
         if mode and self.optim["freeze_bn"]:
             for backbone in (self.model.backbone, self.model.backbone_comparison):
