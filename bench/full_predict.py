@@ -1,12 +1,14 @@
-"""Full `predict` latency side by side: the packaged `default` model on each backend against the
-C-3PO paper configuration (ResNet-18 + DeepLabv3, untrained weights: speed does not depend on
-them) on PyTorch fp32, in one process, in interleaved rounds.
+"""Full `predict` latency side by side: the packaged `default` model (or each of `--models`) on
+each backend against the C-3PO paper configuration (ResNet-18 + DeepLabv3, untrained weights:
+speed does not depend on them) on PyTorch fp32, in one process, in interleaved rounds.
 
 `predict` is what a user calls: the pair as uint8 arrays in, normalisation, the network,
 softmax, threshold, connected regions and the class map out (no file decoding or writing).
 
     OMP_WAIT_POLICY=PASSIVE python bench/full_predict.py --size 512 --rounds 7
     OMP_WAIT_POLICY=PASSIVE python bench/full_predict.py --only "OpenVINO,auto" --rounds 30
+    OMP_WAIT_POLICY=PASSIVE python bench/full_predict.py --models default,runs/calibrated/x \
+        --only "paper config (,OpenVINO bf16"
 
 Prints the command, machine, load, and per path the median of its rounds and the ratio to the
 paper configuration's median. Each round runs the paths in a rotated order (onnxruntime's
@@ -27,16 +29,27 @@ from datetime import datetime, timezone
 import numpy as np
 
 PAPER = "c3po-resnet18-deeplabv3"
-PATHS = {  # label: (model, backend, precision)
+PAPER_PATHS = {  # label: (model, backend, precision)
     "paper config (c3po-resnet18-deeplabv3), PyTorch fp32": (PAPER, "torch", "fp32"),
     "paper config, PyTorch bf16": (PAPER, "torch", "bf16"),
-    "default, PyTorch fp32": ("default", "torch", "fp32"),
-    "default, PyTorch bf16": ("default", "torch", "bf16"),
-    "default, onnxruntime fp32": ("default", "onnx", "fp32"),
-    "default, OpenVINO bf16": ("default", "openvino", "bf16"),
-    "default, OpenVINO int8": ("default", "openvino", "int8"),
-    "default, auto (what `changeseg detect` picks)": ("default", "auto", "auto"),
 }
+MODEL_PATHS = {  # label suffix: (backend, precision), for each model of --models
+    "PyTorch fp32": ("torch", "fp32"),
+    "PyTorch bf16": ("torch", "bf16"),
+    "onnxruntime fp32": ("onnx", "fp32"),
+    "OpenVINO bf16": ("openvino", "bf16"),
+    "OpenVINO int8": ("openvino", "int8"),
+    "auto (what `changeseg detect` picks)": ("auto", "auto"),
+}
+
+
+def all_paths(models: list[str]) -> dict[str, tuple[str, str, str]]:
+    """Every path to time: the paper configuration's, then each model's on every backend."""
+    paths = dict(PAPER_PATHS)
+    for model in models:
+        for suffix, (backend, precision) in MODEL_PATHS.items():
+            paths[f"{model}, {suffix}"] = (model, backend, precision)
+    return paths
 
 
 def seeded_pair(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,11 +71,15 @@ def main() -> None:
     parser.add_argument("--only", default="",
                         help="comma-separated parts of path labels: time only the paths whose label "
                              "holds one (the ratio column then compares with the first path timed)")
+    parser.add_argument("--models", default="default",
+                        help="comma-separated packaged model names or checkpoint folders to time "
+                             "(e.g. default,runs/calibrated/candidate: side by side in one run)")
     args = parser.parse_args()
+    every = all_paths([m for m in args.models.split(",") if m])
     wanted = [part for part in args.only.split(",") if part]
-    paths = {label: path for label, path in PATHS.items() if not wanted or any(w in label for w in wanted)}
+    paths = {label: path for label, path in every.items() if not wanted or any(w in label for w in wanted)}
     if not paths:
-        parser.error(f"--only {args.only!r} matches no path; paths: {'; '.join(PATHS)}")
+        parser.error(f"--only {args.only!r} matches no path; paths: {'; '.join(every)}")
     from changeseg.inference.loading import describe_backend
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.models.presets import build_preset
