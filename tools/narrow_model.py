@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from changeseg.errors import ChangesegError
 from changeseg.inference.export_cache import resolve_source
 from changeseg.io.checkpoints import load_checkpoint, save_checkpoint
 from changeseg.models.model import ChangeSegModel, ModelConfig
@@ -37,9 +38,13 @@ def main() -> None:
                         help="leave out the head's last 1x1 conv: the fine-tune starts it afresh")
     args = parser.parse_args()
 
-    source = resolve_source(args.model).folder
-    config, state = load_checkpoint(source)
-    narrowed, model = narrow_msf_state(state, config.model, args.width)
+    try:
+        source = resolve_source(args.model).folder
+        config, state = load_checkpoint(source)
+        narrowed, model = narrow_msf_state(state, config.model, args.width)
+    except ChangesegError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    wide = ModelConfig.from_dict(config.model).fpn_channels
     network = ChangeSegModel(ModelConfig.from_dict(model))
     loaded, skipped = load_matching_weights(network, narrowed)
     if skipped or len(loaded) != len(network.state_dict()):
@@ -47,11 +52,9 @@ def main() -> None:
     if args.fresh_classifier:
         narrowed = {name: t for name, t in narrowed.items() if not name.startswith(CLASSIFIER)}
     metadata = {**config.metadata, "narrowed_from": {
-        "model": str(source), "fpn_channels": config.model.get("fpn_channels", 128),
-        "fresh_classifier": args.fresh_classifier}}
+        "model": str(source), "fpn_channels": wide, "fresh_classifier": args.fresh_classifier}}
     save_checkpoint(args.out, narrowed, replace(config, model=model, metadata=metadata))
-    print(f"{source} (F={config.model.get('fpn_channels', 128)}) -> {args.out} (F={args.width}): "
-          f"{len(narrowed)} tensors")
+    print(f"{source} (F={wide}) -> {args.out} (F={args.width}): {len(narrowed)} tensors")
 
 
 if __name__ == "__main__":

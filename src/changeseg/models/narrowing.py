@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from changeseg.errors import ConfigError
+from changeseg.models.model import ModelConfig
 
 __all__ = ["narrow_msf_state"]
 
@@ -62,12 +63,12 @@ def narrow_msf_state(state: dict[str, Tensor], model: dict[str, Any], width: int
     `fpn_channels = width`. Raises ConfigError for a head other than FCN or a width that is not
     smaller than the current one or not a multiple of 4 (the FCN head reduces by 4).
     """
-    old = int(model.get("fpn_channels", 128))
-    if model.get("head", "fcn") != "fcn":
-        raise ConfigError(f"narrowing needs the FCN head, not {model.get('head')!r}")
+    config = ModelConfig.from_dict(model)
+    old, levels = config.fpn_channels, config.msf_levels
+    if config.head != "fcn":
+        raise ConfigError(f"narrowing needs the FCN head, not {config.head!r}")
     if not 4 <= width < old or width % 4:
         raise ConfigError(f"the new width must be a multiple of 4 below {old}, got {width}")
-    levels = int(model.get("msf_levels", 4))
     fuse = _fuse_layout(state)
     out = dict(state)
 
