@@ -146,15 +146,23 @@ def runner_factory(path: str, job: dict[str, Any], threads: int) -> Callable[[in
 
             # int8 as `--precision int8` runs it: its float parts in bf16 where the CPU has it
             hint = {"openvino-bf16": "bf16", "openvino-int8": resolve_precision("auto")}.get(path, "fp32")
-            session: Any = compile_onnx(folder / "model.onnx", hint, threads)
+
+            def new_session() -> Any:
+                # a session per measured shape: each runs compiled for its static shape, as a
+                # detector's first shapes do (a session compiles only its first few shapes so)
+                return compile_onnx(folder / "model.onnx", hint, threads)
         else:
             from changeseg.inference.onnx_runtime import OnnxChangeDetector
 
-            session = OnnxChangeDetector.from_pretrained(folder, threads=threads).session
+            shared = OnnxChangeDetector.from_pretrained(folder, threads=threads).session
+
+            def new_session() -> Any:
+                return shared
 
         def make_onnx(batch: int, size: int) -> Callable[[], Any]:
             feeds = {name: rng.random((batch, 3, size, size), dtype=np.float32)
                      for name in ("reference", "comparison")}
+            session = new_session()
             return lambda: session.run(["probabilities"], feeds)
 
         return make_onnx

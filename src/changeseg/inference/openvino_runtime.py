@@ -6,10 +6,11 @@ with the inference precision hint set to bf16 where the CPU has native bf16 arit
 (AVX512-BF16 or AMX) and to f32 elsewhere or on request. A quantised folder (QDQ int8, from
 `changeseg.inference.quantize`) runs its int8 convolutions as int8.
 
-Only the session differs from the onnxruntime backend: `OpenVinoSession` gives a compiled
-model onnxruntime's `get_inputs` / `get_outputs` / `run` surface, and the detector is an
-`OnnxChangeDetector`, so reading, channel adaptation, scaling, tiling, TTA, regions and
-outputs are the torch-free path's own code. Nothing here imports torch.
+Only the session differs from the onnxruntime backend: `OpenVinoSession` gives the model,
+compiled for each input shape it meets (static shapes run faster), onnxruntime's `get_inputs` /
+`get_outputs` / `run` surface, and the detector is an `OnnxChangeDetector`, so reading, channel
+adaptation, scaling, tiling, TTA, regions and outputs are the torch-free path's own code.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -51,6 +52,25 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+_CORE_LOCK = threading.Lock()
+_CORE: list[Any] = []
+
+
+def shared_core() -> Any:
+    """The process's one `ov.Core`, made on first use and kept until the process ends.
+
+    Every Core loads its own CPU plugin, and each CPU plugin points the signal stack of the
+    thread that made it at a fresh mapping, which it unmaps when it goes. Two plugins freed in the
+    order they were made leave that thread's signal stack pointing at unmapped memory, and the
+    next signal with a handler (a Python `signal.signal` handler, PyTorch's data-loader SIGCHLD
+    handler) kills the process with SIGSEGV. One Core, never freed, makes one plugin that never goes.
+    """
+    with _CORE_LOCK:
+        if not _CORE:
+            _CORE.append(import_openvino().Core())
+        return _CORE[0]
+
+
 @dataclass(frozen=True)
 class _Port:
     """An input or output as onnxruntime describes it: a name and a shape (ints or names)."""
@@ -65,58 +85,117 @@ def _port(port: Any) -> _Port:
 
 
 class OpenVinoSession:
-    """A compiled OpenVINO model behind onnxruntime's `InferenceSession` surface.
+    """An OpenVINO model behind onnxruntime's `InferenceSession` surface, compiled per input shape.
 
-    Each thread gets its own infer request (a request is not safe to share between threads),
-    so `serve --concurrency N` and overlapped batch runs can call `run` concurrently.
+    The exported model has dynamic batch and image sizes; OpenVINO's CPU plugin runs a model
+    compiled for one static shape 15-20 % faster than the dynamic one (bf16, 256² to 1024²,
+    docs/benchmarks.md "OpenVINO static shapes"). So the first `STATIC_SHAPES` distinct input
+    shapes each get a model compiled for that shape (tiles and batch runs repeat a few shapes),
+    and any further shape the dynamic model, compiled once, so a server fed many sizes does not
+    compile on every request. Each thread gets its own infer requests (a request is not safe to
+    share between threads), so `serve --concurrency N` and overlapped batch runs can call `run`
+    concurrently.
     """
 
-    def __init__(self, compiled: Any, precision_hint: str) -> None:
-        self.compiled = compiled
+    STATIC_SHAPES = 4
+
+    def __init__(self, inputs: list[_Port], outputs: list[_Port], config: dict[str, Any],
+                 precision_hint: str, model_path: str, source: str = "") -> None:
+        self.inputs = inputs
+        self.outputs = outputs
+        self.model_path = model_path
+        self.config = config
         self.precision_hint = precision_hint
+        self.source = source
+        self._compiled: dict[tuple[tuple[int, ...], ...] | None, Any] = {}
+        self._lock = threading.Lock()
         self._local = threading.local()
 
     def get_inputs(self) -> list[_Port]:
         """The model's inputs (name, shape)."""
-        return [_port(p) for p in self.compiled.inputs]
+        return list(self.inputs)
 
     def get_outputs(self) -> list[_Port]:
         """The model's outputs (name, shape)."""
-        return [_port(p) for p in self.compiled.outputs]
+        return list(self.outputs)
+
+    def compiled_shapes(self) -> list[tuple[tuple[int, ...], ...] | None]:
+        """The input shapes compiled so far (None for the dynamic model), in compile order."""
+        with self._lock:
+            return list(self._compiled)
+
+    def _compiled_for(self, shapes: tuple[tuple[int, ...], ...]) -> Any:
+        """The compiled model that runs inputs of these shapes, compiling it on first use."""
+        with self._lock:
+            if shapes in self._compiled:
+                return self._compiled[shapes]
+            static = sum(key is not None for key in self._compiled) < self.STATIC_SHAPES
+            key = shapes if static else None
+            if key not in self._compiled:
+                core = shared_core()
+                model = read_model(core, self.model_path, self.source)
+                if static:
+                    model.reshape({p.get_any_name(): list(shape) for p, shape in zip(model.inputs, shapes)})
+                self._compiled[key] = compile_model(core, model, self.config, self.source)
+            return self._compiled[key]
 
     def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Infer once; the named outputs (all when None) as arrays this caller owns."""
-        request = getattr(self._local, "request", None)
+        names_in = [port.name for port in self.inputs]
+        compiled = self._compiled_for(tuple(tuple(feeds[name].shape) for name in names_in))
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            requests = self._local.requests = {}
+        request = requests.get(id(compiled))
         if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
+            request = requests[id(compiled)] = compiled.create_infer_request()
         results = request.infer(feeds)
-        names = output_names or [p.get_any_name() for p in self.compiled.outputs]
+        names = output_names or [port.name for port in self.outputs]
         by_name = {port.get_any_name(): value for port, value in results.items()}
         return [np.array(by_name[name], copy=True) for name in names]
 
 
+def _first_line(exc: Exception) -> str:
+    """OpenVINO raises RuntimeError subclasses with long multi-line texts: their first line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_model(core: Any, model_path: str, source: str) -> Any:
+    """`core.read_model`; CheckpointError (one line) when OpenVINO cannot read the file."""
+    try:
+        return core.read_model(model_path)
+    except Exception as exc:
+        raise CheckpointError(f"{source}: OpenVINO cannot read the model ({_first_line(exc)})") from None
+
+
+def compile_model(core: Any, model: Any, config: dict[str, Any], source: str) -> Any:
+    """`core.compile_model` for the CPU; CheckpointError (one line) when OpenVINO cannot."""
+    try:
+        return core.compile_model(model, "CPU", config)
+    except Exception as exc:
+        raise CheckpointError(f"{source}: OpenVINO cannot compile the model ({_first_line(exc)})") from None
+
+
 def compile_onnx(model_path: str | os.PathLike, precision: str = "fp32", threads: int | None = None,
                  source: str = "") -> OpenVinoSession:
-    """Read an ONNX model with OpenVINO and compile it for the CPU (latency hint, one stream, no pinning).
+    """Read an ONNX model with OpenVINO for the CPU (latency hint, one stream, no pinning).
 
     `precision` is "fp32" or "bf16" (the inference precision hint); `threads` the inference
-    threads (default: the physical cores). Raises CheckpointError when the model cannot be read
-    or compiled.
+    threads (default: the physical cores). The model is compiled for each input shape on its
+    first run (`OpenVinoSession`), so loading costs only the read. Raises CheckpointError when the
+    model cannot be read, and the first run when it cannot be compiled.
     """
-    ov = import_openvino()
+    core = shared_core()  # CheckpointError (how to install) when OpenVINO is missing
     hint = HINTS[precision]
+    source = source or os.fspath(model_path)
     # No CPU pinning: on a CPU shared with other jobs a pinned thread waits for its busy core
     # (measured here: bf16 at 512² 463 ms pinned, 337 ms unpinned, the same minute).
     config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1",
               "INFERENCE_NUM_THREADS": int(threads or physical_cores()), "ENABLE_CPU_PINNING": False}
-    try:
-        core = ov.Core()
-        compiled = core.compile_model(core.read_model(os.fspath(model_path)), "CPU", config)
-    except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long multi-line texts
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{source or model_path}: OpenVINO cannot compile the model "
-                              f"({first_line})") from None
-    return OpenVinoSession(compiled, hint)
+    model = read_model(core, os.fspath(model_path), source)
+    inputs, outputs = [_port(p) for p in model.inputs], [_port(p) for p in model.outputs]
+    return OpenVinoSession(inputs, outputs, config, hint, os.fspath(model_path), source)
 
 
 class OpenVinoChangeDetector(OnnxChangeDetector):
