@@ -22,7 +22,7 @@ from changeseg.io.checkpoints import load_checkpoint, save_checkpoint
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of float tensors (ints from the first state); same names and shapes needed."""
+    """Element-wise float32 mean of float tensors (ints from the first); same names and shapes needed."""
     first = states[0]
     for index, state in enumerate(states[1:], start=2):
         if state.keys() != first.keys():
@@ -30,7 +30,8 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
         mismatched = [name for name in first if state[name].shape != first[name].shape]
         if mismatched:
             raise SystemExit(f"checkpoint {index}: shapes differ from the first's ({mismatched[0]}, ...)")
-    return {name: torch.stack([s[name].float() for s in states]).mean(0).to(tensor.dtype)
+    # float32 even where the first state is float16 (a packaged model): the mean needs the precision
+    return {name: torch.stack([s[name].float() for s in states]).mean(0)
             if tensor.is_floating_point() else tensor.clone()
             for name, tensor in first.items()}
 

@@ -46,6 +46,34 @@ def test_typed_regions_take_their_majority_class():
     assert regions[0].to_dict()["box"] == [0, 0, 3, 2]
 
 
+def test_many_regions_match_their_own_pixels(rng):
+    import cv2
+
+    size = (180, 230)
+    probability = rng.random(size).astype(np.float32)
+    mask = cv2.GaussianBlur(rng.random(size).astype(np.float32), (0, 0), 2) > 0.52  # hundreds of blobs
+    labels = rng.integers(0, 4, size).astype(np.uint8)
+    names = ["unchanged", "appear", "disappear", "exchange"]
+    regions, kept = find_regions(mask, probability, min_area=3, labels=labels, class_names=names)
+    count, components = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    expected = {}
+    for index in range(1, count):
+        inside = components == index
+        if inside.sum() >= 3:
+            ys, xs = np.nonzero(inside)
+            votes = np.bincount(labels[inside], minlength=4)
+            expected[(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)] = (
+                int(inside.sum()), float(probability[inside].mean()), float(probability[inside].max()),
+                names[int(votes.argmax())])
+    assert len(regions) == len(expected) > 100
+    for region in regions:
+        area, mean, peak, label = expected[region.box]
+        assert (region.area, region.label) == (area, label)
+        assert region.mean_score == pytest.approx(mean, abs=1e-6) and region.max_score == peak
+    assert [r.area for r in regions] == sorted((r.area for r in regions), reverse=True)
+    assert kept.sum() == sum(r.area for r in regions) and not kept[~mask].any()
+
+
 def test_region_dicts_name_every_field_in_order():
     from dataclasses import asdict
 

@@ -91,3 +91,24 @@ def test_overlay_by_bands_equals_the_whole_image_overlay(rng, dtype, size):
     bands = overlay_bands(lambda top, rows: comparison[top:top + rows], mask, class_map, TYPED, unknown,
                           value_range=display_range(comparison), band_rows=7)
     assert np.array_equal(np.concatenate([band for _, band in bands]), expected)
+
+
+@pytest.mark.parametrize("typed, with_unknown", [(False, False), (False, True), (True, False)])
+def test_overlay_of_untyped_results_and_without_unknown_pixels_equals_the_whole_image_overlay(rng, typed,
+                                                                                           with_unknown):
+    import cv2
+
+    from changeseg.inference.result import ChangeResult
+
+    size = (260, 333)
+    comparison = (rng.random((*size, 3)) * 255).astype(np.uint8)
+    mask = cv2.GaussianBlur(rng.random(size).astype(np.float32), (0, 0), 4) > 0.5
+    unknown = None
+    if with_unknown:
+        unknown = np.zeros(size, bool)
+        unknown[100:180, 50:300] = True  # crosses changed areas: those pixels are tinted, then greyed
+    class_map = np.where(mask, rng.integers(1, 4, size), 0).astype(np.uint8) if typed else None
+    names = TYPED if typed else ["unchanged", "changed"]
+    result = ChangeResult(np.zeros(size, np.float32), mask, [], comparison, 0.5, class_map, names,
+                          unknown=unknown)
+    assert np.array_equal(result.overlay(), whole_image_overlay(result))

@@ -174,6 +174,22 @@ def test_typed_labels_refuse_a_swap_symmetric_network(tmp_path: Path) -> None:
     assert not (tmp_path / "run").exists()  # refused before any work
 
 
+def test_last_is_the_final_state_when_the_steps_are_not_a_multiple_of_the_checkpoint_period(
+        tmp_path: Path) -> None:
+    """`last/` and last.ckpt hold the weights after the final step, not those of the last periodic save."""
+    data = write_pairs(tmp_path / "data", count=10)
+    run = train(tiny_recipe(tmp_path / "run", f"folder:{data}", "trainer.checkpoint_every_n_steps=3",
+                            "trainer.keep_checkpoints=4")).parent
+    periodic = sorted((run / "checkpoints").glob("step*.ckpt"))
+    assert [p.stem for p in periodic] == ["step0000003", "step0000006"]
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
+    assert json.loads((run / "summary.json").read_text())["exported"]["last"]["global_step"] == 8
+    _, last_state = load_checkpoint(run / "last")
+    _, step6 = load_checkpoint(export_checkpoint(run / "checkpoints" / "step0000006.ckpt", run / "best",
+                                                 tmp_path / "step6"))
+    assert any(not torch.equal(step6[n], last_state[n]) for n in last_state)
+
+
 def test_periodic_checkpoints_export_as_model_folders(tmp_path: Path) -> None:
     """Kept periodic checkpoints become loadable model folders with their own weights and step."""
     data = write_pairs(tmp_path / "data", count=10)

@@ -178,10 +178,11 @@ def overlay_bands(read_comparison: RowReader, changed: np.ndarray, class_map: np
     Changed pixels (`changed` nonzero, H×W) of the comparison (`read_comparison(top, rows)`,
     shown through `to_uint8_rgb` with `value_range`) are tinted by their class (`class_map`,
     named by `class_names`; plain "changed" red without one), unknown pixels greyed, and the
-    outlines of the changed areas drawn on top. Only one band is converted to float at a time,
-    so whole images, in memory or read from disk band by band, cost no full-size float copy
-    (the outlines are drawn once into an H×W uint8 map: OpenCV draws thick lines clipped to a
-    band slightly differently); the pixels are those of converting the whole image at once.
+    outlines of the changed areas drawn on top. Pixels are blended through lookup tables
+    (`_BlendTables`), one band at a time, so whole images, in memory or read from disk band by
+    band, cost no full-size copy (the outlines are drawn once into an H×W uint8 map: OpenCV draws
+    thick lines clipped to a band slightly differently); the pixels are those of blending the
+    whole image at once in float32.
     """
     height, width = changed.shape
     mask = as_bytes(changed)
@@ -189,24 +190,74 @@ def overlay_bands(read_comparison: RowReader, changed: np.ndarray, class_map: np
     outline = np.zeros((height, width), np.uint8)
     cv2.drawContours(outline, contours, -1, 255, max(1, round(max(height, width) / 400)))
     del contours
-    colours = class_colours(class_names if class_map is not None else None)
+    blend = _BlendTables(class_colours(class_names if class_map is not None else None), alpha)
     for top in range(0, height, band_rows):
         bottom = min(top + band_rows, height)
         image = to_uint8_rgb(read_comparison(top, bottom - top), value_range)
         selected = mask[top:bottom] > 0
-        grey = unknown[top:bottom] if unknown is not None else None
-        touched = selected if grey is None else selected | grey
-        if touched.any():
-            values = image[touched].astype(np.float32)
-            tint = selected[touched]
-            classes = class_map[top:bottom][touched][tint] if class_map is not None else 0
-            values[tint] = (1 - alpha) * values[tint] + alpha * colours[classes]
-            if grey is not None:  # cannot be judged: greyed out
-                shade = grey[touched]
-                values[shade] = 0.35 * values[shade] + 0.65 * 128.0
-            image[touched] = values.round().astype(np.uint8)
-        image[outline[top:bottom] > 0] = OUTLINE_COLOUR
+        grey = unknown[top:bottom] > 0 if unknown is not None else None
+        for index, pixels in _pixels_by_class(selected, None if class_map is None else class_map[top:bottom]):
+            if grey is None:
+                _apply_table(image, blend.table(index, False), pixels)
+            else:
+                _apply_table(image, blend.table(index, False), pixels & ~grey)
+                _apply_table(image, blend.table(index, True), pixels & grey)
+        if grey is not None:
+            _apply_table(image, blend.table(None, True), grey & ~selected)
+        lines = outline[top:bottom] > 0
+        if lines.any():
+            _copy_where(np.broadcast_to(np.array(OUTLINE_COLOUR, np.uint8), image.shape), lines, image)
         yield top, image
+
+
+class _BlendTables:
+    """What `overlay_bands` makes of each 8-bit value, as 256-entry lookup tables (cv2.LUT).
+
+    A table's entries are computed with the float32 arithmetic of blending one pixel (tint,
+    then grey, rounded once), so looking values up gives the very pixels of computing each one,
+    at a fraction of the cost of gathering and scattering the selected pixels.
+    """
+
+    def __init__(self, colours: np.ndarray, alpha: float) -> None:
+        self.colours = colours
+        self.alpha = alpha
+        self.tables: dict[tuple[int | None, bool], np.ndarray] = {}
+
+    def table(self, index: int | None, grey: bool) -> np.ndarray:
+        """The 256×1×3 uint8 table tinting by class `index` (None: no tint), then greying if `grey`."""
+        key = (index, grey)
+        if key not in self.tables:
+            values = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
+            if index is not None:
+                values = (1 - self.alpha) * values + self.alpha * self.colours[index][None, :]
+            if grey:  # cannot be judged: greyed out
+                values = 0.35 * values + 0.65 * 128.0
+            self.tables[key] = values.round().astype(np.uint8).reshape(256, 1, 3)
+        return self.tables[key]
+
+
+def _pixels_by_class(selected: np.ndarray, class_map: np.ndarray | None) -> Iterator[tuple[int, np.ndarray]]:
+    """(class index, where) for each class among the `selected` pixels of a band (index 0 untyped)."""
+    if not selected.any():
+        return
+    if class_map is None:
+        yield 0, selected
+        return
+    for index in np.flatnonzero(np.bincount(class_map[selected].ravel())):
+        yield int(index), selected & (class_map == index)
+
+
+def _apply_table(image: np.ndarray, table: np.ndarray, where: np.ndarray) -> None:
+    """Replace the pixels of H×W×3 uint8 `image` at `where` (H×W bool) by their `table` values."""
+    if where.any():
+        _copy_where(cv2.LUT(image, table), where, image)
+
+
+def _copy_where(source: np.ndarray, where: np.ndarray, image: np.ndarray) -> None:
+    """Copy `source` into `image` (both H×W×3 uint8) at `where` (H×W bool), in place."""
+    copied = cv2.copyTo(source, where.view(np.uint8), image)  # OpenCV's masked copy: ~100× np.copyto's
+    if copied is not image:  # OpenCV allocated instead of writing in place (never for matching arrays)
+        image[...] = copied
 
 
 def size_mismatch(reference: tuple[int, ...], comparison: tuple[int, ...]) -> InputError:

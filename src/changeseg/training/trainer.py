@@ -239,6 +239,8 @@ def train(recipe: Recipe, *, resume: bool | str = False, callbacks: Sequence[Cal
         if recipe.optim.freeze_bn:  # the backbone's BatchNorm layers are in eval mode on purpose
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
         trainer.fit(task, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    if not trainer.interrupted:  # the periodic callback saved last.ckpt at its last multiple of n steps
+        trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
     best_dir = run_dir / "best"
     if trainer.is_global_zero and not trainer.interrupted:
         context = {
