@@ -150,6 +150,23 @@ def _check_run_dir(run_dir: Path, resume: bool | str) -> Path | None:
     return None
 
 
+class EpochEndState(Callback):
+    """Writes the full training state to `path` (last.ckpt) at the end of every training epoch.
+
+    The periodic checkpoint saves only every n steps, so without this the final epoch's last
+    steps (a step count that is not a multiple of n) would never reach last.ckpt and `last/`.
+    Saved at the epoch's end rather than after `fit`, the checkpoint's epoch is the finished
+    epoch's own and resuming from it starts the next one.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save the state (on every rank: Lightning's save gathers and writes on rank 0)."""
+        trainer.save_checkpoint(self.path)
+
+
 def build_trainer(recipe: Recipe, run_dir: Path, has_val: bool,
                   callbacks: Sequence[Callback] = (), progress_bar: bool | None = None
                   ) -> tuple[pl.Trainer, ModelCheckpoint | None]:
@@ -161,7 +178,8 @@ def build_trainer(recipe: Recipe, run_dir: Path, has_val: bool,
         dirpath=str(ckpt_dir), filename="step{step:07d}", auto_insert_metric_name=False,
         every_n_train_steps=t.checkpoint_every_n_steps, save_last=True, save_top_k=keep,
         monitor="step", mode="max")
-    all_callbacks: list[Callback] = [periodic, LearningRateMonitor(logging_interval="step")]
+    all_callbacks: list[Callback] = [periodic, EpochEndState(ckpt_dir / LAST_CHECKPOINT),
+                                     LearningRateMonitor(logging_interval="step")]
     best: ModelCheckpoint | None = None
     if has_val:
         best = ModelCheckpoint(
@@ -239,8 +257,6 @@ def train(recipe: Recipe, *, resume: bool | str = False, callbacks: Sequence[Cal
         if recipe.optim.freeze_bn:  # the backbone's BatchNorm layers are in eval mode on purpose
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
         trainer.fit(task, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
-    if not trainer.interrupted:  # the periodic callback saved last.ckpt at its last multiple of n steps
-        trainer.save_checkpoint(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
     best_dir = run_dir / "best"
     if trainer.is_global_zero and not trainer.interrupted:
         context = {
