@@ -56,16 +56,17 @@ def find_regions(mask: np.ndarray, probability: np.ndarray, min_area: int = 0,
     means = np.bincount(members, weights=scores, minlength=count) / np.maximum(areas, 1)
     maxima = np.full(count, -np.inf, scores.dtype)  # ufunc.at is ~30× slower when the dtypes differ
     np.maximum.at(maxima, members, scores)
-    names = None
+    kept = np.flatnonzero(keep)
+    kept_labels = ["changed"] * kept.size
     if labels is not None and class_names is not None:
         classes = labels[changed].astype(np.int64)
         kinds = int(classes.max()) + 1 if classes.size else 1
         votes = np.bincount(members * kinds + classes, minlength=count * kinds).reshape(count, kinds)
-        names = votes.argmax(axis=1)  # the majority class; the lowest index on a tie
+        # the majority class (the lowest index on a tie), looked up for kept components only
+        kept_labels = [class_names[int(i)] for i in votes[kept].argmax(axis=1)]
     regions = []
-    for index in np.flatnonzero(keep):
+    for index, label in zip(kept, kept_labels, strict=True):
         x, y, w, h, area = (int(v) for v in stats[index])
-        label = class_names[int(names[index])] if names is not None and class_names is not None else "changed"
         regions.append(Region(0, (x, y, x + w, y + h), area,
                               (float(centroids[index][0]), float(centroids[index][1])),
                               float(means[index]), float(maxima[index]), label))
