@@ -179,3 +179,25 @@ def test_per_source_val_fraction() -> None:
     with pytest.raises(ConfigError, match="only applies to data.train"):
         recipe_from_dict({**MINIMAL, "data": {**MINIMAL["data"],
                                               "val": [{"spec": "folder:/v", "val_fraction": 0.5}]}})
+
+
+@pytest.mark.parametrize("path", sorted((PROJECT / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_committed_recipe_loads_with_valid_synthetic_settings(
+        path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each link of a training chain stays a runnable recipe: it loads, and the generator settings
+    of its synthetic streams are ones SynthConfig accepts (a typo would fail only at training)."""
+    from dataclasses import replace
+
+    from changeseg.data.synthetic.config import SynthConfig
+
+    monkeypatch.setenv("CHANGESEG_DATA", "/data")
+    recipe = load_recipe(path)
+    assert recipe.data.train, f"{path.name} trains on nothing"
+    not_settings = {"size", "seed", "photos", "objects"}
+    for entry in recipe.data.train:
+        if entry.spec.split(":", 1)[0] == "synthetic":
+            settings = {k: v for k, v in entry.options.items() if k not in not_settings}
+            config = replace(SynthConfig(), **settings)  # unknown keys raise TypeError
+            for key, value in settings.items():
+                expected = tuple(value) if isinstance(value, list) else value
+                assert getattr(config, key) == expected
