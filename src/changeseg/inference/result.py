@@ -197,10 +197,8 @@ def overlay_bands(read_comparison: RowReader, changed: np.ndarray, class_map: np
         selected = mask[top:bottom] > 0
         grey = unknown[top:bottom] > 0 if unknown is not None else None
         for index, pixels in _pixels_by_class(selected, None if class_map is None else class_map[top:bottom]):
-            if grey is None:
-                _apply_table(image, blend.table(index, False), pixels)
-            else:
-                _apply_table(image, blend.table(index, False), pixels & ~grey)
+            _apply_table(image, blend.table(index, False), pixels if grey is None else pixels & ~grey)
+            if grey is not None:
                 _apply_table(image, blend.table(index, True), pixels & grey)
         if grey is not None:
             _apply_table(image, blend.table(None, True), grey & ~selected)
