@@ -54,11 +54,11 @@ validate_pcb() { # its 100 held-out DeepPCB boards
   evaluate pcb deeppcb "deeppcb:$DATA/deeppcb" --names model-val
 }
 
-validate_aerial() { # its held-out OSCD cities, AirChange pairs, LEVIR-CD and DSIFN-CD crops
+validate_aerial() { # its held-out OSCD cities, AirChange pairs, LEVIR-CD, DSIFN-CD and EGY crops
   for set in oscd airchange; do
     evaluate aerial "$set" "$set:$DATA/$set" --names model-val
   done
-  for set in levir_samples dsifn_samples; do
+  for set in levir_samples dsifn_samples egy_ncc; do  # egy_ncc: from link 5 (earlier links: no val names)
     evaluate aerial "$set" "folder:$DATA/$set" --names model-val
   done
 }

@@ -47,6 +47,7 @@ from changeseg.evaluation.calibration import (
     calibrate,
     fold_into_model,
 )
+from changeseg.inference.multiscale import parse_scales, views_of, with_views
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions, predict_proba_auto
 from changeseg.io.images import to_float, write_json
@@ -61,6 +62,7 @@ class LogitBackend:
     def __init__(self, detector: ChangeDetector) -> None:
         self.detector = detector
         self.class_names = detector.class_names
+        self.config = detector.config  # its metadata.scales: the scales the model runs at
 
     def prepare(self, image: Any, name: str) -> np.ndarray:
         """Read an image and adapt its channels, as the predictor does."""
@@ -152,6 +154,9 @@ def main() -> None:
                         help="weigh every DATA_SPEC alike (the same number of sampled pixels from each) "
                              "instead of by pixel count, so the largest set does not set the threshold")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--scales", default=None, help="predict each pair resized by these factors, logits "
+                        "averaged, as the model will run (`changeseg detect --scales`; default: the model's "
+                        "own, metadata.scales, else 1)")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.out.exists() and any(args.out.iterdir()) and not (args.out / "config.json").is_file():
@@ -173,7 +178,7 @@ def main() -> None:
     if not jobs:
         raise SystemExit("no validation pairs selected")
 
-    backend = LogitBackend(detector)
+    backend = with_views(LogitBackend(detector), False, parse_scales(args.scales) if args.scales else None)
     tiling = TilingOptions(args.tile_size)
     sources = len(args.data) if args.balance_sources else 1
     samplers = [PixelSampler(args.max_pixels // sources, seed=args.seed + s) for s in range(sources)]
@@ -249,6 +254,7 @@ def main() -> None:
         f"{report['margin']} inside",
         "previous_threshold": previous_threshold,
         "pixels": int(len(targets)), "pixels_seen": seen, "pairs": pairs,
+        "scales": list(views_of(backend).scales),
         "weighting": "each data source alike" if args.balance_sources else "by pixel count",
         "data": [{"spec": spec, "options": option, "names": selector}
                  for spec, option, selector in zip(args.data, options, selectors)],

@@ -14,6 +14,8 @@ never on a test split.
 `--split-depths` (0 = no split) and `--split-covers` sweep the splitting of merged regions
 (`changeseg.region_split.split_components`: watershed from the extended maxima of the distance
 transform, kept where the pieces' boxes cover at most that multiple of the whole's box).
+`--scales 2` predicts each pair enlarged 2× (as `changeseg evaluate --scales 2`); the default is
+the model's own (2 for a model trained with `data.val_scale: 2`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from changeseg.data.datasets import open_dataset
 from changeseg.data.pairs import PairSubset
 from changeseg.evaluation.metrics import BoxMetric, GlobalMetric
 from changeseg.evaluation.selection import probability_function, read_names
+from changeseg.inference.multiscale import parse_scales, views_of, with_views
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.region_split import DEFAULT_MAX_COVER
 
@@ -50,12 +53,15 @@ def main() -> None:
                         "the distance transform; 0 = regions are not split)")
     parser.add_argument("--split-covers", default=f"{DEFAULT_MAX_COVER:g}", help="comma-separated "
                         "split covers (max pieces' box area / whole box area; inf = every split)")
+    parser.add_argument("--scales", default=None, help="comma-separated scales the pairs are predicted at, "
+                        "probabilities averaged (as `changeseg evaluate --scales`; default: the model's own)")
     args = parser.parse_args()
 
     detector = ChangeDetector.from_pretrained(args.model)
+    predictor = with_views(detector, False, parse_scales(args.scales) if args.scales else None)
     dataset = open_dataset(args.data)
     dataset = PairSubset(dataset, read_names(args.names, detector.config.metadata, args.data))
-    predict = probability_function(detector, binary=True)
+    predict = probability_function(predictor, binary=True)
     thresholds = [float(t) for t in args.thresholds.split(",")]
     areas = [int(a) for a in args.min_areas.split(",")]
     depths = [float(d) for d in args.split_depths.split(",")]
@@ -84,7 +90,8 @@ def main() -> None:
     # ties: the smaller area, no (or the least eager) split, the threshold nearest 0.5
     best = max(rows, key=lambda r: (r["box_f1"], -r["min_area"], r["split_depth"] == 0,
                                     r["split_depth"], -abs(r["threshold"] - 0.5)))
-    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "best": best}))
+    scales = list(views_of(predictor).scales)
+    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "scales": scales, "best": best}))
 
 
 if __name__ == "__main__":

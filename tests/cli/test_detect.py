@@ -75,6 +75,33 @@ def test_scales_average_the_pair_resized(images, tmp_path, tiny_checkpoint, caps
     np.testing.assert_allclose(result.probability, expected, atol=1e-5)
 
 
+def test_a_model_runs_at_its_own_scales_unless_told(images, tmp_path, tiny_checkpoint, capsys):
+    import json
+    import shutil
+
+    from changeseg.inference.multiscale import MultiScale
+
+    enlarged = tmp_path / "enlarged-model"  # the tiny model, recorded as trained on pairs enlarged 2×
+    shutil.copytree(tiny_checkpoint, enlarged)
+    config = json.loads((enlarged / "config.json").read_text())
+    config.setdefault("metadata", {})["scales"] = [2]
+    (enlarged / "config.json").write_text(json.dumps(config))
+    line, detector, reference, comparison = detect_with_views(images, tmp_path / "own", enlarged, capsys)
+    assert ", fp32, scales 2," in line  # the summary says what ran
+    expected = 1 - MultiScale(detector, (2,)).predict_proba(reference, comparison)[0]
+    plain = 1 - detector.predict_proba(reference, comparison)[0]
+    assert np.abs(expected - plain).max() > 0.02
+    written = read_image(tmp_path / "own" / "probability.png")[..., 0].astype(np.float32) / 255
+    np.testing.assert_allclose(written, expected, atol=1 / 255 + 1e-6)
+    np.testing.assert_allclose(detector.predict(images[0], images[1], min_area=0).probability, expected,
+                               atol=1e-5)
+    # --scales 1 overrides the model's own: the pair as it is
+    line, *_ = detect_with_views(images, tmp_path / "told", enlarged, capsys, "--scales", "1")
+    assert "scales" not in line
+    written = read_image(tmp_path / "told" / "probability.png")[..., 0].astype(np.float32) / 255
+    np.testing.assert_allclose(written, plain, atol=1 / 255 + 1e-6)
+
+
 def test_through_the_group_on_a_real_pair(tmp_path, tiny_checkpoint, capsys):
     root = require_real_data("tsunami")
     code = changeseg_main(["detect", str(root / "t0" / "00000001.jpg"), str(root / "t1" / "00000001.jpg"),

@@ -51,7 +51,7 @@ def test_sentinel2_band_folders_agree_with_the_png_renderings(oscd, tmp_path, ca
         assert summary["changed_fraction"] == pytest.approx(float(bands.mean()), abs=1e-6)
     # the old scaling (uint16 / 65535) is what made them disagree: the test can tell the difference.
     # Compared on probabilities, since how a model's masks react to the wrong scaling is its own
-    # (the aerial link 2 marked 88 % of bercy changed, link 3 nearly nothing).
+    # (the aerial link 2 marked 88 % of bercy changed, links 3 and 5 nearly nothing).
     root = oscd / "bercy"
     probabilities = {}
     for scale, source in (("png", None), ("auto", "imgs"), ("dtype", "imgs")):
@@ -61,9 +61,11 @@ def test_sentinel2_band_folders_agree_with_the_png_renderings(oscd, tmp_path, ca
                             "-o", str(tmp_path / f"p-{scale}")], capsys)
         assert code == 0, err
         probabilities[scale] = read_image(tmp_path / f"p-{scale}" / "probability.png")[:, :, 0] / 255.0
-    off = {scale: float(np.abs(probabilities[scale] - probabilities["png"]).mean())
-           for scale in ("auto", "dtype")}
-    assert off["auto"] < 0.5 * off["dtype"], off
+    # correlation, not mean difference: change is sparse, so a map that is near 0 everywhere (what
+    # ÷ 65535's nearly black images give aerial link 5) is close to the PNG's on average
+    follows = {scale: float(np.corrcoef(probabilities[scale].ravel(), probabilities["png"].ravel())[0, 1])
+               for scale in ("auto", "dtype")}
+    assert follows["auto"] > 0.4 and follows["auto"] > follows["dtype"] + 0.3, follows  # 0.64 / 0.09
 
 
 def test_windowed_band_folders_are_scaled_like_the_in_memory_path(oscd, tmp_path, capsys):

@@ -10,9 +10,11 @@ from changeseg.errors import InputError
 from changeseg.inference.multiscale import (
     MultiScale,
     TestViews,
+    model_scales,
     parse_scales,
     resize_image,
     resize_probabilities,
+    views_of,
     with_views,
 )
 from changeseg.inference.tiling import Tiled, TilingOptions, predict_proba_auto
@@ -102,6 +104,23 @@ def test_views_compose_and_describe_themselves() -> None:
     assert TestViews(False, (0.5,)).describe() == ", scales 0.5"
     with pytest.raises(InputError):
         TestViews(False, (9,))
+
+
+def test_a_model_records_the_scales_it_runs_at() -> None:
+    from types import SimpleNamespace
+
+    backend = CoarseDifference()
+    assert model_scales(backend) == (1.0,)  # no config: the pair as it is
+    backend.config = SimpleNamespace(metadata={"scales": [2]})  # type: ignore[attr-defined]
+    assert model_scales(backend) == (2.0,)
+    wrapped = with_views(backend)  # scales None: the model's own
+    assert isinstance(wrapped, MultiScale) and wrapped.scales == (2.0,)
+    assert views_of(wrapped) == TestViews(False, (2.0,))
+    assert with_views(backend, scales=(1,)) is backend  # told otherwise
+    assert views_of(with_views(backend, tta=True)) == TestViews(True, (2.0,))
+    backend.config = SimpleNamespace(metadata={"scales": [9]})  # type: ignore[attr-defined]
+    with pytest.raises(InputError, match="outside"):
+        with_views(backend)
 
 
 def test_resizing_keeps_dtype_channels_and_probability_mass(rng: np.random.Generator) -> None:

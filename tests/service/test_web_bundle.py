@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from changeseg.cli.main import main as changeseg_main
+from changeseg.errors import InputError
 from changeseg.inference.export_cache import ONNX_FILE
 from changeseg.io.checkpoints import read_config
 from changeseg.io.digest import file_sha256
@@ -200,6 +201,10 @@ def test_manifest_records_the_models_own_minimum_area_and_default_overlap(onnx_f
     manifest = web_manifest(folder, "pcb-like", "model.onnx", tile_size=256)
     assert manifest["min_area"] == 200 and manifest["tiling"]["overlap"] == 64
     assert manifest["name"] == "pcb-like"
+    config["metadata"]["scales"] = [2]  # a model trained on enlarged pairs: the page cannot run it right
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="runs at scales 2 .*scale 1 only"):
+        web_manifest(folder, "enlarged", "model.onnx")
 
 
 # ------------------------------------------------------------------ the server's routes

@@ -233,3 +233,18 @@ def test_scene_holdout_with_a_per_source_val_fraction(pairs: Path, tmp_path: Pat
     assert scenes_val["train_names"] == []  # a validation-only source trains on nothing
     validated = sorted(n for b in batches(dm.val_dataloader()) for n in b["name"])
     assert validated == sorted(folder["val_names"] + scenes_val["val_names"])
+
+
+def test_val_scale_enlarges_validation_pairs_only(pairs: Path) -> None:
+    plain = batches(module(pairs).val_dataloader())
+    enlarged = batches(module(pairs, "data.val_scale=2").val_dataloader())
+    assert enlarged[0]["reference"].shape[-2:] == (96, 96)  # the 48² pairs at twice their size
+    assert [b["name"] for b in enlarged] == [b["name"] for b in plain]
+    # the label is enlarged with its image: as many changed pixels, four times over
+    for small, big in zip(plain, enlarged):
+        changed_small = int((small["mask"] == 1).sum())
+        assert abs(int((big["mask"] == 1).sum()) - 4 * changed_small) <= 0.1 * 4 * changed_small + 8
+    train = next(iter(module(pairs, "data.val_scale=2").train_dataloader()))
+    assert train["reference"].shape[-2:] == (32, 32)  # training crops are unchanged
+    with pytest.raises(ConfigError, match="val_scale"):
+        module(pairs, "data.val_scale=0")

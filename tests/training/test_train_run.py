@@ -212,3 +212,13 @@ def test_periodic_checkpoints_export_as_model_folders(tmp_path: Path) -> None:
     training = read_config(first).metadata["training"]
     assert training["global_step"] == 2 and training["checkpoint"].endswith("step0000002.ckpt")
     assert "val_metrics" not in training and read_config(first).model == read_config(run / "best").model
+
+
+def test_a_model_validated_on_enlarged_pairs_records_the_scale_it_runs_at(tmp_path: Path) -> None:
+    """`data.val_scale` 2 exports `metadata.scales` [2]: detect, evaluate and the service then run it
+    at twice the size by default (`changeseg.inference.multiscale.model_scales`); 1 records nothing."""
+    data = write_pairs(tmp_path / "data", count=10)
+    enlarged = train(tiny_recipe(tmp_path / "enlarged", f"folder:{data}", "data.val_scale=2"))
+    assert read_config(enlarged).metadata["scales"] == [2.0]
+    plain = train(tiny_recipe(tmp_path / "plain", f"folder:{data}"))
+    assert "scales" not in read_config(plain).metadata

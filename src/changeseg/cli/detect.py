@@ -54,18 +54,19 @@ def load_backend(backend: str, model: str, device: str, precision: str, views: A
                 calibration=validation_calibration(model))
 
 
-def parse_views(tta: bool, scales: str) -> Any:
-    """The test-time views of --tta and --scales (`TestViews`); a bad --scales is an InputError."""
+def parse_views(tta: bool, scales: str | None) -> Any:
+    """The test-time views of --tta and --scales (`TestViews`; no --scales: the model's own); a bad
+    --scales is an InputError."""
     from changeseg.inference.multiscale import TestViews, parse_scales
 
-    return TestViews(tta, parse_scales(scales))
+    return TestViews(tta, parse_scales(scales) if scales is not None else None)
 
 
 def backend_spec(backend: str, model: str, device: str, precision: str, views: Any = None) -> Any:
-    """The `BackendSpec` of these options and test-time `views` (None: none)."""
+    """The `BackendSpec` of these options and test-time `views` (None: no tta, the model's own scales)."""
     from changeseg.inference.loading import BackendSpec
 
-    tta, scales = (views.tta, views.scales) if views is not None else (False, (1.0,))
+    tta, scales = (views.tta, views.scales) if views is not None else (False, None)
     return BackendSpec(model, backend, device, precision, tta, scales)
 
 
@@ -229,10 +230,11 @@ def pixel_limit_hint() -> Iterator[None]:
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average the probabilities over the pair, its mirror "
                    "image and the swapped pair (3 forward passes; see docs/models.md).")
-@click.option("--scales", default="1", show_default=True, metavar="S1,S2,...",
+@click.option("--scales", default=None, metavar="S1,S2,...",
               help="Multi-scale inference: average the probabilities over the pair resized by each "
                    "factor (e.g. 1,2: sharper outlines of small objects such as people in a fixed "
-                   "camera's frame; one forward pass per scale on scale² the pixels; docs/models.md).")
+                   "camera's frame; one forward pass per scale on scale² the pixels; docs/models.md). "
+                   "Default: the model's own (1, the pair as it is, unless the model records others).")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run on Ray (pip install 'changeseg[ray]'): local (start Ray on this machine), auto "
                    "(RAY_ADDRESS or the cluster running here) or HOST:PORT of a head node. A batch "
@@ -253,7 +255,7 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
             split_depth: float | None, split_cover: float | None, resize: bool, align: bool,
             align_method: str, ecc: bool, tile_size: int | None, tile_overlap: int | None, tile_batch: int,
             bands: str | None, windowed: bool | None, scale: str, max_pixels: int, save_probability: bool,
-            save_branches: bool, tta: bool, scales: str = "1", ray_address: str | None = None,
+            save_branches: bool, tta: bool, scales: str | None = None, ray_address: str | None = None,
             ray_workers: int | None = None,
             ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float = 0.0,
             ray_num_cpus: int | None = None, overlap: bool = True) -> int:
@@ -305,6 +307,7 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
 
 def _run_single(reference: str, comparison: str, out_dir: str, model: str, backend: str, device: str,
                 precision: str, options: Any, views: Any) -> int:
+    from changeseg.inference.multiscale import views_of
     from changeseg.inference.outputs import check_output_folder
     from changeseg.inference.pipeline import detect_to_folder, load_pair
 
@@ -326,7 +329,7 @@ def _run_single(reference: str, comparison: str, out_dir: str, model: str, backe
     if options.save_branches:
         details.append("branch maps in branches/")
     extra = f" ({'; '.join(details)})" if details else ""
-    mode = backend_label(detector, backend) + views.describe()
+    mode = backend_label(detector, backend) + views_of(detector).describe()
     click.echo(f"{summary['changed_fraction']:.2%} of {summary['width']}×{summary['height']} pixels changed "
                f"in {summary['region_count']} region(s){extra}; model {model}, {mode}, "
                f"{summary['timings_ms']['total']:.0f} ms → {Path(out_dir)}")
@@ -337,6 +340,7 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
                overwrite: bool, model: str, backend: str, device: str, precision: str, options: Any,
                views: Any, overlap: bool = True) -> int:
     from changeseg.inference.batch import pairs_from_csv, pairs_from_dirs, run_batch
+    from changeseg.inference.multiscale import views_of
     from changeseg.inference.outputs import check_output_folder
 
     if pairs_csv is not None:
@@ -354,7 +358,7 @@ def _run_batch(pairs_csv: str | None, ref_dir: str | None, cmp_dir: str | None, 
         report = run_batch(detector, jobs, out_dir, options, resume=not overwrite, model=model,
                            on_pair=on_pair, overlap=overlap)
     untrained_warning(detector, model)
-    mode = backend_label(detector, backend) + views.describe()
+    mode = backend_label(detector, backend) + views_of(detector).describe()
     return _report_batch(report, str(report.summary_path), f"; {mode}")
 
 

@@ -45,9 +45,9 @@ from changeseg.evaluation.selection import (
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average over the pair, its mirror image and the "
                    "swapped pair, as `detect --tta` does.")
-@click.option("--scales", default="1", show_default=True, metavar="S1,S2,...",
+@click.option("--scales", default=None, metavar="S1,S2,...",
               help="Multi-scale inference: average over the pair resized by each factor, as "
-                   "`detect --scales` does.")
+                   "`detect --scales` does (default: the model's own, 1 unless it records others).")
 @click.option("--tile-size", type=click.IntRange(0), default=0, show_default=True,
               help="Predict pairs larger than this tile by tile, as `detect` does (its default: "
                    "1024); 0 = every pair whole.")
@@ -56,7 +56,7 @@ from changeseg.evaluation.selection import (
 def command(model: str, data_spec: str, split: str | None, data_options: tuple[str, ...],
             names: str | None, out_dir: str, protocols: str | None, box_options: tuple[str, ...],
             threshold: float | None, limit: int | None, worst: int, device: str,
-            precision: str, tta: bool, scales: str, tile_size: int, tile_overlap: int | None) -> None:
+            precision: str, tta: bool, scales: str | None, tile_size: int, tile_overlap: int | None) -> None:
     """Evaluate a model on a dataset with the c3po, global and boxes protocols."""
     from changeseg.data.datasets import open_dataset
     from changeseg.data.pairs import PairSubset
@@ -64,12 +64,12 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     from changeseg.evaluation.report import render_markdown
     from changeseg.evaluation.runner import evaluate
     from changeseg.inference.backend import backend_min_area, backend_split
-    from changeseg.inference.multiscale import TestViews, parse_scales, with_views
+    from changeseg.inference.multiscale import TestViews, parse_scales, views_of, with_views
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.inference.tiling import Tiled, TilingOptions
     from changeseg.labels import BINARY_CLASSES
 
-    views = TestViews(tta, parse_scales(scales))
+    views = TestViews(tta, parse_scales(scales) if scales is not None else None)
     tiling = TilingOptions(tile_size, tile_overlap)  # bad tiling fails before anything is read
     options = parse_options(data_options, "--data-option")
     if split is not None:
@@ -100,7 +100,8 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
         class_names=detector.class_names if not binary else None, typed_by_threshold=True,
         metadata={"model": model, "trained": detector.trained, "data": data_spec,
                   "split": split, "data_options": options, "names": names, "limit": limit,
-                  "precision": detector.precision, "tta": tta, "scales": list(views.scales),
+                  "precision": detector.precision, "tta": tta,
+                  "scales": list(views_of(backend).scales),
                   "tile_size": tile_size, "tile_overlap": tiling.overlap if tile_size else None,
                   "scored_as": "binary change" if binary else "classes"},
         training_overlap=overlap,

@@ -49,21 +49,23 @@ CalibrationPairs = Callable[[], Sequence[tuple[Any, Any]]]
 class BackendSpec:
     """Which backend to load: `backend` (auto, torch, onnx or openvino), `model` (a packaged
     name, preset name or folder), `device`, `precision` (auto, fp32, bf16, int8), `tta`
-    (average over three views) and `scales` (average over the pair resized by each factor)."""
+    (average over three views) and `scales` (average over the pair resized by each factor;
+    None: the model's own, `changeseg.inference.multiscale.model_scales`)."""
 
     model: str = "default"
     backend: str = "torch"
     device: str = "cpu"
     precision: str = "auto"
     tta: bool = False
-    scales: tuple[float, ...] = (1.0,)
+    scales: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise InputError(f"unknown backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.precision not in PRECISIONS:
             raise InputError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        object.__setattr__(self, "scales", parse_scales(self.scales))
+        if self.scales is not None:
+            object.__setattr__(self, "scales", parse_scales(self.scales))
 
     def portable(self) -> BackendSpec:
         """The same spec with a model folder given by an absolute path, so other processes

@@ -22,8 +22,8 @@ import numpy as np
 from changeseg.errors import InputError
 from changeseg.inference.backend import predict_proba_stacked
 
-__all__ = ["MAX_SCALE", "MIN_SCALE", "MultiScale", "parse_scales", "resize_image", "resize_probabilities",
-           "TestViews", "with_views"]
+__all__ = ["MAX_SCALE", "MIN_SCALE", "MultiScale", "model_scales", "parse_scales", "resize_image",
+           "resize_probabilities", "TestViews", "views_of", "with_views"]
 
 MIN_SCALE = 0.25
 MAX_SCALE = 4.0
@@ -114,33 +114,53 @@ class MultiScale:
         return total / np.float32(len(self.scales))
 
 
+def model_scales(backend: Any) -> tuple[float, ...]:
+    """The scales a model is meant to run at: its `config.metadata["scales"]` (a model trained on
+    enlarged pairs records [2]), else (1,) — the pair as it is."""
+    config = getattr(backend, "config", None)
+    metadata = getattr(config, "metadata", None) or {}
+    return parse_scales(metadata.get("scales", (1.0,)))
+
+
 def with_views(backend: Any, tta: bool = False, scales: Sequence[float] | None = None) -> Any:
     """`backend` wrapped for test-time views: `TestTimeAugmented` when `tta`, `MultiScale` when
-    `scales` is more than the pair as it is (None or (1,) leave it alone)."""
+    `scales` is more than the pair as it is ((1,) leaves it alone; None: the model's own,
+    `model_scales`)."""
     from changeseg.inference.tta import TestTimeAugmented
 
+    scales = model_scales(backend) if scales is None else parse_scales(scales)
     wrapped = TestTimeAugmented(backend) if tta else backend
-    if scales is not None and tuple(parse_scales(scales)) != (1.0,):
+    if scales != (1.0,):
         wrapped = MultiScale(wrapped, scales)
     return wrapped
+
+
+def views_of(backend: Any) -> TestViews:
+    """The test-time views a backend built by `with_views` averages over."""
+    from changeseg.inference.tta import TestTimeAugmented
+
+    scales = backend.scales if isinstance(backend, MultiScale) else (1.0,)
+    inner = backend.backend if isinstance(backend, MultiScale) else backend
+    return TestViews(isinstance(inner, TestTimeAugmented), scales)
 
 
 @dataclass(frozen=True)
 class TestViews:
     """What a detector averages over at test time: `tta` (mirrored and swapped views) and
-    `scales` (the pair resized by each factor; (1,) = as it is)."""
+    `scales` (the pair resized by each factor; (1,) = as it is; None = the model's own)."""
 
     __test__ = False  # not a pytest test class, despite its name
 
     tta: bool = False
-    scales: tuple[float, ...] = (1.0,)
+    scales: tuple[float, ...] | None = (1.0,)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "scales", parse_scales(self.scales))
+        if self.scales is not None:
+            object.__setattr__(self, "scales", parse_scales(self.scales))
 
     def describe(self) -> str:
         """", tta, scales 1,2" and the like for summary lines; "" when nothing is averaged."""
         text = ", tta" if self.tta else ""
-        if self.scales != (1.0,):
+        if self.scales is not None and self.scales != (1.0,):
             text += ", scales " + ",".join(f"{s:g}" for s in self.scales)
         return text

@@ -231,7 +231,8 @@ class OnnxChangeDetector:
         `threshold` (default: the model's own), `min_area`, `resize`, tiling of images larger
         than `tile_size`, `align` (register the comparison onto the reference first), `tta`
         (average over a mirrored and a swapped view), `scales` (average over the pair resized
-        by each factor, e.g. (1, 2); `changeseg.inference.multiscale`), `scale` (raw values to 0–1) and
+        by each factor, e.g. (1, 2); default: the model's own; `changeseg.inference.multiscale`),
+        `scale` (raw values to 0–1) and
         `split_depth` / `split_cover` (split merged regions; default: the model's own).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)

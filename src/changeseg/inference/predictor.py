@@ -227,7 +227,8 @@ class ChangeDetector:
         pass) blended into one map. `tta` averages over a mirrored and a swapped view
         (`changeseg.inference.tta`; three forward passes). `scales` averages over the pair
         resized by each factor, e.g. (1, 2) (`changeseg.inference.multiscale`; one forward pass
-        per scale, sharper outlines of small objects). `scale` maps raw pixel values to the
+        per scale, sharper outlines of small objects; default: the model's own,
+        `config.metadata["scales"]`, else (1,)). `scale` maps raw pixel values to the
         model's 0–1 input ("auto", "dtype", "reflectance[:N]", "percentile[:LO,HI]"; default
         "auto": 8-bit as is, other integer images the model's recorded scaling; see
         `changeseg.io.scaling`). `split_depth` > 0 splits a region that holds several blobs

@@ -103,7 +103,11 @@ class OnDeviceModel:
         folder = self.folder()
         with self._lock:
             if self._manifest is None:
-                self._manifest = web_manifest(folder, self.name, MODEL_ROUTE.lstrip("/"))
+                try:
+                    self._manifest = web_manifest(folder, self.name, MODEL_ROUTE.lstrip("/"))
+                except ChangesegError as exc:  # e.g. a model that runs at scales the page does not
+                    self._error = f"the model cannot run on the device: {exc}"
+                    raise ChangesegError(self._error) from None
             return self._manifest
 
 

@@ -40,6 +40,7 @@ from changeseg import __version__
 from changeseg.errors import ChangesegError, InputError
 from changeseg.inference.backend import backend_min_area
 from changeseg.inference.export_cache import ONNX_FILE, cached_onnx, make_temporary_folder, resolve_source
+from changeseg.inference.multiscale import model_scales
 from changeseg.inference.result import CLASS_COLOURS
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, DEFAULT_WEIGHT_FLOOR, TilingOptions
 from changeseg.io.checkpoints import CONFIG_FILE, read_config
@@ -134,11 +135,17 @@ def web_manifest(onnx_folder: str | os.PathLike, name: str, model_url: str,
     `model_url` is where the page downloads `model.onnx` (relative to the page). `tile_size` and
     `tile_overlap` are those of `changeseg detect` (images larger than the tile are tiled; the
     overlap defaults to a quarter tile, at most 128 pixels). Raises InputError for bad tiling
-    and CheckpointError for a folder without a readable config.
+    and CheckpointError for a folder without a readable config; InputError for a model that runs at
+    other scales than 1 (`metadata.scales`), which the page does not do.
     """
     folder = Path(onnx_folder)
     tiling = TilingOptions(tile_size, tile_overlap)
     config = read_config(folder)
+    scales = model_scales(SimpleNamespace(config=config))
+    if scales != (1.0,):  # the page predicts the pair as it is; running such a model there would be wrong
+        listed = ",".join(f"{v:g}" for v in scales)
+        raise InputError(f"{name} runs at scales {listed} (metadata.scales in its config.json); the "
+                         "in-browser page runs models at scale 1 only: use the server")
     model_file = folder / ONNX_FILE
     onnx_info = config.metadata.get("onnx", {}) if isinstance(config.metadata.get("onnx"), dict) else {}
     return {

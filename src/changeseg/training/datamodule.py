@@ -438,7 +438,8 @@ class ChangeDataModule(pl.LightningDataModule):
         cfg = self.config
         augmentation = build_augmentation(cfg.augment, cfg.crop_size, cfg.labels)
         train_transform = _Chain(MatchChannels(self.in_channels), augmentation)
-        val_transform = _Chain(MatchChannels(self.in_channels), None)
+        val_resize = RandomScale(cfg.val_scale, cfg.val_scale, p=1.0) if cfg.val_scale != 1.0 else None
+        val_transform = _Chain(MatchChannels(self.in_channels), val_resize)
         for number, entry in enumerate(cfg.train):
             train_part, val_part, info = self._open_train_source(number, entry)
             # crops and synthetic pairs already serve `weight` times more items; a plain

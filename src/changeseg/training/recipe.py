@@ -118,7 +118,9 @@ class DataSection:
     source's own) and `val_seed` (recorded in the exported model); `val` adds explicit validation sources
     (never a test split). `crop_size` is the training crop (None: whole images, which then
     must all have one size); `val_tile` serves validation images as tiles of that size
-    (None: whole images). `labels` is "binary" or "typed" (synthetic typed masks).
+    (None: whole images); `val_scale` resizes validation images by that factor first, for a
+    model meant to run at `--scales val_scale` (trained with `augment.scale` around it).
+    `labels` is "binary" or "typed" (synthetic typed masks).
     """
 
     train: list[DatasetEntry] = field(default_factory=list)
@@ -129,6 +131,7 @@ class DataSection:
     crop_size: int | None = 256
     val_tile: int | None = None
     val_tile_overlap: int = 0
+    val_scale: float = 1.0
     batch_size: int = 8
     val_batch_size: int = 1
     num_workers: int = 2
@@ -381,6 +384,8 @@ def _validate(recipe: Recipe) -> None:
                               "data.train sources (a data.val source is validated on whole)")
     if not 0.0 <= data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {data.val_fraction}")
+    if not data.val_scale > 0:
+        raise ConfigError(f"data.val_scale must be > 0, got {data.val_scale}")
     if data.batch_size < 1 or data.val_batch_size < 1:
         raise ConfigError("data.batch_size and data.val_batch_size must be >= 1")
     if data.labels not in ("binary", "typed"):

@@ -354,6 +354,8 @@ def export_run(run_dir: Path, best: ModelCheckpoint | None, context: dict[str, A
         metadata: dict[str, Any] = {"training": training, "val_names": _val_names(context["split"])}
         if recipe.output.input_scaling:
             metadata["input_scaling"] = recipe.output.input_scaling  # changeseg.io.scaling
+        if recipe.data.val_scale != 1.0:  # validated on enlarged pairs: meant to run at that scale
+            metadata["scales"] = [recipe.data.val_scale]  # changeseg.inference.multiscale.model_scales
         config = CheckpointConfig(model=context["model_config"], mean=mean, std=std,
                                   class_names=recipe.class_names(), threshold=recipe.output.threshold,
                                   metadata=metadata)
