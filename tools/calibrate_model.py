@@ -47,7 +47,7 @@ from changeseg.evaluation.calibration import (
     calibrate,
     fold_into_model,
 )
-from changeseg.inference.multiscale import parse_scales, views_of, with_views
+from changeseg.inference.multiscale import views_of, with_views
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.inference.tiling import DEFAULT_TILE_SIZE, TilingOptions, predict_proba_auto
 from changeseg.io.images import to_float, write_json
@@ -178,7 +178,7 @@ def main() -> None:
     if not jobs:
         raise SystemExit("no validation pairs selected")
 
-    backend = with_views(LogitBackend(detector), False, parse_scales(args.scales) if args.scales else None)
+    backend = with_views(LogitBackend(detector), False, args.scales)
     tiling = TilingOptions(args.tile_size)
     sources = len(args.data) if args.balance_sources else 1
     samplers = [PixelSampler(args.max_pixels // sources, seed=args.seed + s) for s in range(sources)]

@@ -29,7 +29,7 @@ from changeseg.data.datasets import open_dataset
 from changeseg.data.pairs import PairSubset
 from changeseg.evaluation.metrics import BoxMetric, GlobalMetric
 from changeseg.evaluation.selection import probability_function, read_names
-from changeseg.inference.multiscale import parse_scales, views_of, with_views
+from changeseg.inference.multiscale import views_of, with_views
 from changeseg.inference.predictor import ChangeDetector
 from changeseg.region_split import DEFAULT_MAX_COVER
 
@@ -58,7 +58,7 @@ def main() -> None:
     args = parser.parse_args()
 
     detector = ChangeDetector.from_pretrained(args.model)
-    predictor = with_views(detector, False, parse_scales(args.scales) if args.scales else None)
+    predictor = with_views(detector, False, args.scales)
     dataset = open_dataset(args.data)
     dataset = PairSubset(dataset, read_names(args.names, detector.config.metadata, args.data))
     predict = probability_function(predictor, binary=True)

@@ -117,6 +117,7 @@ def test_a_model_records_the_scales_it_runs_at() -> None:
     assert isinstance(wrapped, MultiScale) and wrapped.scales == (2.0,)
     assert views_of(wrapped) == TestViews(False, (2.0,))
     assert with_views(backend, scales=(1,)) is backend  # told otherwise
+    assert with_views(backend, scales="1,2").scales == (1.0, 2.0)  # as the tools' --scales text
     assert views_of(with_views(backend, tta=True)) == TestViews(True, (2.0,))
     backend.config = SimpleNamespace(metadata={"scales": [9]})  # type: ignore[attr-defined]
     with pytest.raises(InputError, match="outside"):

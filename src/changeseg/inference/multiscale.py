@@ -122,10 +122,10 @@ def model_scales(backend: Any) -> tuple[float, ...]:
     return parse_scales(metadata.get("scales", (1.0,)))
 
 
-def with_views(backend: Any, tta: bool = False, scales: Sequence[float] | None = None) -> Any:
+def with_views(backend: Any, tta: bool = False, scales: str | Sequence[float] | None = None) -> Any:
     """`backend` wrapped for test-time views: `TestTimeAugmented` when `tta`, `MultiScale` when
-    `scales` is more than the pair as it is ((1,) leaves it alone; None: the model's own,
-    `model_scales`)."""
+    `scales` (a sequence or "1,2"-style text) is more than the pair as it is ((1,) leaves it
+    alone; None: the model's own, `model_scales`)."""
     from changeseg.inference.tta import TestTimeAugmented
 
     scales = model_scales(backend) if scales is None else parse_scales(scales)
