@@ -78,6 +78,12 @@ def test_bad_values_and_files(tmp_path: Path) -> None:
         load_recipe(write(tmp_path / "bad.yaml", "data: [unclosed\n"))
     with pytest.raises(ConfigError, match="val/miou"):
         recipe_from_dict({**MINIMAL, "trainer": {"monitor": "val/miou"}})
+    with pytest.raises(ConfigError, match="max_time must read DD:HH:MM:SS"):
+        recipe_from_dict({**MINIMAL, "trainer": {"max_time": "8 minutes"}})
+    limited = recipe_from_dict({**MINIMAL, "trainer": {"max_time": "00:00:08:00"}})
+    assert limited.trainer.max_time == "00:00:08:00"
+    assert load_recipe(None, ["data.train=[{spec: 'folder:/x'}]", "trainer.max_time=00:01:30:00"]
+                       ).trainer.max_time == "00:01:30:00"  # read as text, not a base-60 number
     with pytest.raises(ConfigError, match="class names"):
         recipe_from_dict({**MINIMAL, "model": {"num_classes": 4}})
 

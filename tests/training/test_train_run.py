@@ -195,6 +195,19 @@ def test_last_is_the_final_state_when_the_steps_are_not_a_multiple_of_the_checkp
     assert any(not torch.equal(step6[n], last_state[n]) for n in last_state)
 
 
+def test_max_time_ends_the_run_early_and_still_exports(tmp_path: Path) -> None:
+    """A wall-time limit stops a run that has far more steps to go; best/ and last/ are written."""
+    data = write_pairs(tmp_path / "data", count=10)
+    recipe = tiny_recipe(tmp_path / "run", f"folder:{data}", "trainer.max_epochs=10000",
+                         "trainer.max_time=00:00:00:02", "trainer.checkpoint_every_n_steps=1000")
+    best = train(recipe)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert 0 < summary["exported"]["last"]["global_step"] < 10000 * 4
+    assert summary["duration_s"] < 60
+    assert (best / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+
+
 def test_periodic_checkpoints_export_as_model_folders(tmp_path: Path) -> None:
     """Kept periodic checkpoints become loadable model folders with their own weights and step."""
     data = write_pairs(tmp_path / "data", count=10)

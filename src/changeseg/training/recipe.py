@@ -174,11 +174,15 @@ class TrainerSection:
     "cpu", "gpu"; an int or a list; "ddp" for multi-GPU or multi-node). Checkpoints are
     written every `checkpoint_every_n_steps` steps (and at the end) under
     `<run>/checkpoints/`, the newest `keep_checkpoints` kept plus `last.ckpt` and the
-    best on the validation metric `monitor`.
+    best on the validation metric `monitor`. `max_time` (``"DD:HH:MM:SS"``, e.g.
+    ``"00:00:08:00"``) ends training gracefully at that wall time, as if the steps had run out:
+    `best/` and `last/` are exported as usual (for a lent accelerator's fixed time; the
+    learning-rate schedule still spans `max_epochs` / `max_steps`).
     """
 
     max_epochs: int = 50
     max_steps: int = -1
+    max_time: str | None = None
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
@@ -409,6 +413,9 @@ def _validate(recipe: Recipe) -> None:
             raise ConfigError(f"output.input_scaling: {exc}") from None
     if trainer.monitor_mode not in ("min", "max"):
         raise ConfigError("trainer.monitor_mode must be 'min' or 'max'")
+    if trainer.max_time is not None and not re.fullmatch(r"\d{2}:\d{2}:\d{2}:\d{2}", str(trainer.max_time)):
+        raise ConfigError(f"trainer.max_time must read DD:HH:MM:SS (e.g. 00:00:08:00), "
+                          f"got {trainer.max_time!r}")
     monitors = [*MONITORS, *(["val/miou"] if recipe.model.model_config()["num_classes"] > 2 else [])]
     if trainer.monitor not in monitors:
         raise ConfigError(f"trainer.monitor {trainer.monitor!r} is not logged; choose one of "
