@@ -16,8 +16,8 @@ keeping each file's name (the readers decode by content, not by suffix):
 - other images with at most 16 grey levels (label maps with an ignore value) become PNG;
 - photographs become JPEG at quality 95 without chroma subsampling (lossy: a training input,
   not a label);
-- non-image files are copied; 13-band GeoTIFF folders (`imgs_1/`, `imgs_2/`, `*.tif`) are left
-  out (no device recipe reads bands).
+- non-image files, and images whose EXIF asks for a rotation, are copied as they are; 13-band
+  GeoTIFF folders (`imgs_1/`, `imgs_2/`, `*.tif`) are left out (no device recipe reads bands).
 
 It prints each folder's size before and after and the total the call would carry with the
 tracked files, and exits 1 when that passes `--limit-mib`.
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 SKIPPED = re.compile(r"(^|/)imgs_\d(_rect)?(/|$)|\.tiff?$", re.IGNORECASE)
@@ -42,6 +43,7 @@ DATA_REFERENCE = re.compile(r"\$\{CHANGESEG_DATA\}/([^\s'\"]+)")
 TWO_LEVEL_SHARE = 0.999
 TWO_LEVEL_TOLERANCE = 32
 JPEG_QUALITY = 95
+EXIF_ORIENTATION = 0x0112
 
 
 def recipe_folders(recipe: Path) -> list[str]:
@@ -82,6 +84,15 @@ def encode_image(image: np.ndarray, lossy_source: bool) -> tuple[bytes, str]:
     return _encode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY, *no_subsampling]), "jpeg"
 
 
+def _rotated(path: Path) -> bool:
+    """Whether an image's EXIF asks viewers to rotate it (re-encoding would drop that: copy it)."""
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(EXIF_ORIENTATION, 1) != 1
+    except OSError:
+        return False
+
+
 def pack_folder(source: Path, target: Path) -> tuple[int, int]:
     """Copy `source` into `target`, images re-encoded; returns (bytes before, bytes after)."""
     before = after = 0
@@ -92,7 +103,8 @@ def pack_folder(source: Path, target: Path) -> tuple[int, int]:
         out = target / relative
         out.parent.mkdir(parents=True, exist_ok=True)
         before += path.stat().st_size
-        image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.suffix.lower() in IMAGE_SUFFIXES else None
+        image = (cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+                 if path.suffix.lower() in IMAGE_SUFFIXES and not _rotated(path) else None)
         if image is not None and image.dtype == np.uint8 and image.ndim in (2, 3) and (
                 image.ndim == 2 or image.shape[2] in (1, 3)):
             data, _ = encode_image(image, path.suffix.lower() in (".jpg", ".jpeg"))

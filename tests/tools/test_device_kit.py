@@ -118,3 +118,16 @@ def test_train_on_device_script_runs_on_packed_real_data(tmp_path: Path) -> None
     config, state = load_checkpoint(tmp_path / "runs" / "device-pcb" / "last")
     assert config.metadata["training"]["global_step"] == 2 and state
     assert (tmp_path / "runs" / "device-pcb" / "best" / "model.safetensors").is_file()
+
+
+def test_images_with_an_exif_rotation_are_copied_as_they_are(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    photo = np.random.default_rng(5).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° when shown
+    Image.fromarray(photo).save(source / "turned.jpg", quality=100, exif=exif)
+    Image.fromarray(photo).save(source / "plain.jpg", quality=100)
+    device_bundle.pack_folder(source, tmp_path / "out")
+    assert (tmp_path / "out" / "turned.jpg").read_bytes() == (source / "turned.jpg").read_bytes()
+    assert (tmp_path / "out" / "plain.jpg").read_bytes() != (source / "plain.jpg").read_bytes()
