@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from changeseg.inference.backend import cpu_supports_bf16
+    from changeseg.hardware import cpu_supports_bf16
     from changeseg.inference.export import ProbabilityGraph, export_onnx
     from changeseg.inference.onnx_runtime import physical_cores
     from changeseg.inference.predictor import ChangeDetector

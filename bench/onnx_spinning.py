@@ -48,7 +48,7 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from changeseg.inference.backend import cpu_model
+    from changeseg.hardware import cpu_model
     from changeseg.inference.export_cache import cached_onnx
     from changeseg.inference.onnx_runtime import resolve_onnx_path, session_options
 

@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def machine_line() -> str:
     """CPU model, usable cores, memory, OS and Python version."""
-    from changeseg.inference.backend import cpu_model
+    from changeseg.hardware import cpu_model
 
     cpu = cpu_model()
     memory = ""

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from fusion_cost import timed  # bench/ is this script's own folder on sys.path
 
-    from changeseg.inference.backend import cpu_supports_bf16
+    from changeseg.hardware import cpu_supports_bf16
     from changeseg.inference.export import export_onnx
     from changeseg.inference.onnx_runtime import physical_cores
     from changeseg.inference.openvino_runtime import compile_onnx

@@ -38,7 +38,7 @@ BAND_ROWS = 256
 
 def machine() -> str:
     """CPU model, cores and memory of this machine, in one line."""
-    from changeseg.inference.backend import cpu_model
+    from changeseg.hardware import cpu_model
 
     model = cpu_model()
     memory = ""

@@ -10,10 +10,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "changeseg"
 # the bottom: they import nothing from changeseg (region_split: only errors), so anyone may
 # import them (and the package root's __version__)
-BASE = {"errors", "labels", "region_split", "changeseg"}
+BASE = {"errors", "labels", "region_split", "hardware", "changeseg"}
 ALLOWED = {
     "errors": {"changeseg"},
     "labels": set(),
+    "hardware": set(),
     "region_split": {"errors"},
     "models": BASE,
     "io": BASE,

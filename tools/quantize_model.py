@@ -33,7 +33,7 @@ from typing import Any
 
 from changeseg.errors import ChangesegError
 from changeseg.evaluation.selection import CALIBRATION_PAIRS, calibration_pairs, model_validation_pairs
-from changeseg.inference.backend import cpu_model, cpu_supports_bf16
+from changeseg.hardware import cpu_model, cpu_supports_bf16
 from changeseg.inference.export_cache import cached_onnx, resolve_source
 from changeseg.inference.loading import installed
 from changeseg.inference.packaged_int8 import write_recipe

@@ -3,7 +3,6 @@ its input bands."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +15,6 @@ from changeseg.inference.backend import (
     backend_split,
     backend_threshold,
     check_channels,
-    cpu_model,
 )
 
 
@@ -69,13 +67,3 @@ def test_bad_split_settings_are_input_errors(depth, cover, message) -> None:
     if depth is not None and cover is not None:
         with pytest.raises(InputError, match=message):
             backend_split(bad_model)
-
-
-def test_cpu_model_names_this_cpu():
-    name = cpu_model()
-    assert isinstance(name, str) and name
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        models = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
-                  if line.startswith("model name")]
-        assert not models or name == models[0]

@@ -100,10 +100,10 @@ def test_auto_picks_an_installed_backend_and_says_so(tiny_checkpoint, onnx_folde
 
     # without OpenVINO: PyTorch bf16 where the CPU has it, else onnxruntime
     monkeypatch.setattr(loading, "installed", lambda backend: backend != "openvino")
-    monkeypatch.setattr("changeseg.inference.backend.cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr("changeseg.hardware.cpu_supports_bf16", lambda: True)
     assert choose_backend(str(tiny_checkpoint))[0] == "torch"
     assert choose_backend(str(onnx_folder))[0] == "onnx"  # an ONNX model never needs torch
-    monkeypatch.setattr("changeseg.inference.backend.cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr("changeseg.hardware.cpu_supports_bf16", lambda: False)
     assert choose_backend(str(tiny_checkpoint))[0] == "onnx"
 
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from changeseg.errors import CheckpointError, InputError
-from changeseg.inference.predictor import ChangeDetector, cpu_supports_bf16
+from changeseg.hardware import cpu_supports_bf16
+from changeseg.inference.predictor import ChangeDetector
 from changeseg.io.images import write_png
 from tests.conftest import require_real_data, splitting_copy, touching_discs
 

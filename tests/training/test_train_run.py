@@ -18,7 +18,7 @@ from torchmetrics.classification import BinaryF1Score
 from changeseg.io.checkpoints import load_checkpoint, read_config
 from changeseg.training.datamodule import ChangeDataModule
 from changeseg.training.module import ChangeSegTask, changed_probability, changed_target
-from changeseg.training.trainer import export_checkpoint, train
+from changeseg.training.trainer import export_checkpoint, train, training_precision
 from tests.conftest import require_real_data
 from tests.training.train_helpers import single_thread, tiny_recipe, write_pairs  # noqa: F401
 
@@ -206,6 +206,36 @@ def test_max_time_ends_the_run_early_and_still_exports(tmp_path: Path) -> None:
     assert summary["duration_s"] < 60
     assert (best / "model.safetensors").is_file()
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
+
+
+def test_bf16_trains_in_fp32_on_a_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Emulated bf16 is many times slower than fp32: such a CPU trains a bf16 recipe in fp32."""
+    monkeypatch.setattr("changeseg.training.trainer.cpu_supports_bf16", lambda: False)
+    precision, notice = training_precision("bf16-mixed", "cpu")
+    assert precision == "32-true" and notice and "no native bf16" in notice
+    assert training_precision("32-true", "cpu") == ("32-true", None)
+    assert training_precision("bf16-mixed", "gpu") == ("bf16-mixed", None)
+    if not torch.cuda.is_available():  # "auto" is the CPU here
+        assert training_precision("bf16-mixed", "auto")[0] == "32-true"
+    monkeypatch.setattr("changeseg.training.trainer.cpu_supports_bf16", lambda: True)
+    assert training_precision("bf16-mixed", "cpu") == ("bf16-mixed", None)
+    assert training_precision("bf16-mixed", "auto") == ("bf16-mixed", None)
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_a_run_records_the_precision_it_trained_in(native_bf16: bool, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capfd: pytest.CaptureFixture[str]) -> None:
+    """The exported model says which precision it was trained in and on which CPU."""
+    monkeypatch.setattr("changeseg.training.trainer.cpu_supports_bf16", lambda: native_bf16)
+    data = write_pairs(tmp_path / "data", count=4)
+    recipe = tiny_recipe(tmp_path / "run", f"folder:{data}", "trainer.max_epochs=1",
+                         "trainer.precision=bf16-mixed", "trainer.accelerator=cpu")
+    best = train(recipe)
+    training = read_config(best).metadata["training"]
+    assert training["precision"] == ("bf16-mixed" if native_bf16 else "32-true")
+    assert training["machine"]["cpu_bf16"] is native_bf16 and training["machine"]["cpu"]
+    assert ("no native bf16" in capfd.readouterr().err) is not native_bf16
 
 
 def test_periodic_checkpoints_export_as_model_folders(tmp_path: Path) -> None:

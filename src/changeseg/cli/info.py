@@ -17,7 +17,7 @@ SIZE = 512  # GMACs are reported at 512×512, as in the paper
 def command(as_json: bool) -> None:
     """List model presets, backbones and packaged models (parameters, GMACs at 512×512)."""
     from changeseg import __version__
-    from changeseg.inference.predictor import cpu_supports_bf16
+    from changeseg.hardware import cpu_supports_bf16
     from changeseg.io.checkpoints import packaged_models
 
     report = {

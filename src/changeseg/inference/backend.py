@@ -14,42 +14,12 @@ a backend's own defaults and check its input bands.
 
 from __future__ import annotations
 
-import platform
-from functools import cache
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from changeseg.errors import InputError
 from changeseg.region_split import DEFAULT_MAX_COVER, check_split
-
-
-@cache
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX512-BF16 or AMX), where bf16 pays off.
-
-    Read from /proc/cpuinfo (no torch import): both PyTorch's autocast and OpenVINO's bf16
-    inference precision hint are used only where this is true.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-@cache
-def cpu_model() -> str:
-    """This CPU's model name (/proc/cpuinfo's first "model name"), else what `platform` knows;
-    for benchmark and packaging records."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @runtime_checkable

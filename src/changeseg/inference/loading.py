@@ -102,7 +102,7 @@ def choose_backend(model: str, device: str = "cpu", precision: str = "auto",
     an unknown name (so PyTorch's error names it) or `needs_torch` mean PyTorch. A checkpoint
     not yet exported needs torch + onnx to be exported; an ONNX folder needs no torch at all.
     """
-    from changeseg.inference.backend import cpu_supports_bf16
+    from changeseg.hardware import cpu_supports_bf16
 
     if needs_torch:
         return "torch", "the request needs PyTorch"
@@ -215,7 +215,7 @@ def _from_packaged_recipe(model: str, fp32_folder: Path, log: Log | None,
 def _onnx_precision(backend: str, model: str, folder: Path, precision: str, log: Log | None,
                     calibration: CalibrationPairs | None) -> tuple[Path, str]:
     """(model to load, OpenVINO precision hint or "fp32") for an ONNX backend and a precision request."""
-    from changeseg.inference.backend import cpu_supports_bf16
+    from changeseg.hardware import cpu_supports_bf16
 
     # OpenVINO runs an int8 model's float parts in bf16 where the CPU has native bf16 ("auto"),
     # the configuration its verdict is measured on (`quantize.int8_runtime`)

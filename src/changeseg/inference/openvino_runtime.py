@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from changeseg.errors import CheckpointError, ConfigError
-from changeseg.inference.backend import cpu_supports_bf16
+from changeseg.hardware import cpu_supports_bf16
 from changeseg.inference.onnx_runtime import (
     OUTPUT_NAME,
     OnnxChangeDetector,

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from changeseg.errors import CheckpointError, ConfigError, InputError, WeightsNotFoundError
+from changeseg.hardware import cpu_supports_bf16
 from changeseg.inference.align import AlignOptions
-from changeseg.inference.backend import cpu_supports_bf16
 from changeseg.inference.multiscale import with_views
 from changeseg.inference.pipeline import detect_pair
 from changeseg.inference.result import (  # noqa: F401  (match_size, result_from_probabilities: re-exported)

@@ -29,6 +29,7 @@ import contextlib
 import math
 import os
 import platform
+import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from changeseg import __version__
 from changeseg.errors import CheckpointError, ConfigError
+from changeseg.hardware import cpu_model, cpu_supports_bf16
 from changeseg.io.checkpoints import CheckpointConfig, read_config, save_checkpoint
 from changeseg.io.images import atomic_write, write_json
 from changeseg.models.merge import is_swap_symmetric
@@ -112,11 +114,28 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "lightning": pl.__version__,
         "changeseg": __version__,
+        "cpu": cpu_model(),
+        "cpu_bf16": cpu_supports_bf16(),
         "cpu_count": os.cpu_count(),
     }
     if torch.cuda.is_available():
         info["cuda_devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+
+def training_precision(precision: str, accelerator: str) -> tuple[str, str | None]:
+    """The precision a run trains in, and a notice when it is not the recipe's.
+
+    bf16 on a CPU without native bf16 arithmetic (AVX512-BF16 or AMX; e.g. an AVX2-only
+    AMD EPYC) is emulated, tens of times slower than fp32 (docs/training.md), so a recipe's
+    `bf16-mixed` trains there in `32-true`. GPUs and bf16-capable CPUs get what the recipe says.
+    """
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if on_cpu and str(precision).startswith("bf16") and not cpu_supports_bf16():
+        return "32-true", (f"trainer.precision {precision}: this CPU ({cpu_model()}) has no native "
+                           "bf16 arithmetic, where bf16 is many times slower than fp32; training "
+                           "in 32-true")
+    return precision, None
 
 
 def _loggers(run_dir: Path) -> list[Logger]:
@@ -172,6 +191,9 @@ def build_trainer(recipe: Recipe, run_dir: Path, has_val: bool,
                   ) -> tuple[pl.Trainer, ModelCheckpoint | None]:
     """The Lightning Trainer of a recipe, and its best-on-validation checkpoint callback."""
     t = recipe.trainer
+    precision, notice = training_precision(t.precision, t.accelerator)
+    if notice and is_rank_zero():
+        print(notice, file=sys.stderr, flush=True)
     ckpt_dir = run_dir / CHECKPOINT_DIR
     keep = max(int(t.keep_checkpoints), 1)
     periodic = ModelCheckpoint(
@@ -202,7 +224,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, has_val: bool,
             validation["check_val_every_n_epoch"] = t.val_every_n_epochs
     trainer = pl.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=t.precision, max_epochs=t.max_epochs, max_steps=t.max_steps, max_time=t.max_time,
+        precision=precision, max_epochs=t.max_epochs, max_steps=t.max_steps, max_time=t.max_time,
         callbacks=all_callbacks, logger=_loggers(run_dir), default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val,
@@ -264,6 +286,7 @@ def train(recipe: Recipe, *, resume: bool | str = False, callbacks: Sequence[Cal
             "class_weights": class_weights,
             "class_pixel_counts": [int(c) for c in counts] if counts is not None else None,
             "started": started, "world_size": trainer.world_size, "init": task.init_report,
+            "precision": str(trainer.precision),
         }
         export_run(run_dir, best, context)
     return best_dir
@@ -345,6 +368,7 @@ def export_run(run_dir: Path, best: ModelCheckpoint | None, context: dict[str, A
             "init": context.get("init") or {},
             "pretrained": recipe.model.pretrained,
             "world_size": context["world_size"],
+            "precision": context.get("precision"),
             "started": _iso(context["started"]),
             "finished": _iso(finished),
             "duration_s": round(finished - context["started"], 1),
