@@ -6,7 +6,7 @@ For each MODEL:THRESHOLD: how many ground-truth defects have their centre in a p
 shared with another defect (merged neighbours; among them those within 6 px of another defect),
 and, for the first model, the box F-score of two post-processing rules on the same predictions
 (regions split at depth 1 / cover 0.95): small regions kept when their peak probability is high,
-and predicted boxes enlarged to a minimum side. The numbers of docs/models.md, `pcb`, "link 5".
+and predicted boxes enlarged to a minimum side. The numbers of docs/models.md, `pcb`, "link 5" and "link 6".
 """
 
 from __future__ import annotations
@@ -77,8 +77,14 @@ def main() -> None:
     parser.add_argument("--data", default="deeppcb:../shared/data/deeppcb", help="FORMAT:PATH with boxes")
     parser.add_argument("--min-area", type=int, default=200, help="the model's minimum region area")
     args = parser.parse_args()
-    for number, spec in enumerate(args.models):
-        model, threshold = spec.rsplit(":", 1)
+    specs = [spec.rpartition(":") for spec in args.models]
+    for spec, (model, _, threshold) in zip(args.models, specs, strict=True):
+        try:
+            if not model or not 0 < float(threshold) < 1:
+                raise ValueError
+        except ValueError:
+            parser.error(f"expected MODEL:THRESHOLD, the threshold between 0 and 1; got {spec!r}")
+    for number, (model, _, threshold) in enumerate(specs):
         detector = ChangeDetector.from_pretrained(model)
         predict = probability_function(with_views(detector), binary=True)
         names = read_names("model-val", detector.config.metadata, args.data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from changeseg.hardware import cpu_model, cpu_supports_bf16
+from changeseg.hardware import cpu_model, cpu_supports_bf16, native_bf16_in
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -19,8 +19,10 @@ def test_cpu_model_names_this_cpu() -> None:
 
 
 def test_native_bf16_is_read_from_the_cpu_flags() -> None:
-    if not CPUINFO.is_file():
-        assert cpu_supports_bf16() is False
-        return
-    flags = set(CPUINFO.read_text().split())
-    assert cpu_supports_bf16() is bool(flags & {"avx512_bf16", "amx_bf16"})
+    amx = "model name\t: Intel(R) Xeon(R)\nflags\t\t: fpu sse avx2 avx512f amx_bf16 amx_tile\n"
+    avx512 = "flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
+    epyc = "model name\t: AMD EPYC\nflags\t\t: fpu sse avx avx2 fma\n"
+    assert native_bf16_in(amx) and native_bf16_in(avx512)
+    assert not native_bf16_in(epyc) and not native_bf16_in("")
+    assert not native_bf16_in("flags : avx512_bf16x")  # a whole flag, not a prefix
+    assert cpu_supports_bf16() is (CPUINFO.is_file() and native_bf16_in(CPUINFO.read_text()))

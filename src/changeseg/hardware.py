@@ -20,10 +20,14 @@ def cpu_supports_bf16() -> bool:
     precision hint and bf16 training on the CPU are used only where this is true.
     """
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return native_bf16_in(Path("/proc/cpuinfo").read_text())
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def native_bf16_in(cpuinfo: str) -> bool:
+    """Whether a /proc/cpuinfo text lists a native bf16 flag (`avx512_bf16` or `amx_bf16`)."""
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpuinfo.split()))
 
 
 @cache
