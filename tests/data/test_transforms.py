@@ -15,6 +15,7 @@ from changeseg.data.transforms import (
     RandomRotate90,
     RandomRotation,
     RandomScale,
+    ToneCurve,
     TransformedDataset,
     VerticalFlip,
     affine,
@@ -23,6 +24,7 @@ from changeseg.data.transforms import (
     rot90,
     rotate,
     to_tensors,
+    tone_curve_image,
     vflip,
 )
 from changeseg.errors import InputError
@@ -199,6 +201,38 @@ def test_color_jitter_targets_and_leaves_geometry_alone():
     assert np.abs(turned.astype(int) - grey["reference"].astype(int)).max() <= 1  # grey has no hue
     with pytest.raises(InputError):
         ColorJitter(apply_to="neither")
+
+
+def test_tone_curve_changes_one_image_per_channel_and_nothing_else():
+    sample = marked()
+    rng = np.random.default_rng(4)
+    out = ToneCurve(0.4, p=1.0)(sample, rng)
+    changed = [not np.array_equal(out[k], sample[k]) for k in ("reference", "comparison")]
+    assert sum(changed) == 1  # one image of the pair, as a real second season
+    np.testing.assert_array_equal(out["mask"], sample["mask"])
+    key = "reference" if changed[0] else "comparison"
+    assert out[key].dtype == sample[key].dtype and out[key].shape == sample[key].shape
+    # the curve is monotone per channel: the order of a channel's values is kept
+    before, after = sample[key][..., 0].ravel().astype(int), out[key][..., 0].ravel().astype(int)
+    order = np.argsort(before, kind="stable")
+    assert np.all(np.diff(after[order]) >= 0)
+    assert ToneCurve(0.4, p=0.0)(sample, rng) is sample
+    with pytest.raises(InputError, match="strength"):
+        ToneCurve(1.5)
+
+
+def test_tone_curve_image_is_a_gain_and_a_gamma_per_channel():
+    ramp = np.linspace(0, 255, 256, dtype=np.float32)
+    image = np.stack([ramp, ramp, ramp], axis=1)[None].round().astype(np.uint8)  # 1×256×3
+    gain = np.array([1.0, 0.5, 1.2], np.float32)
+    gamma = np.array([1.0, 1.0, 2.0], np.float32)
+    out = tone_curve_image(image, gain, gamma).astype(int)[0]
+    np.testing.assert_array_equal(out[:, 0], image[0, :, 0])  # identity
+    assert abs(out[255, 1] - 128) <= 1 and abs(out[128, 1] - 64) <= 1  # half the gain
+    assert abs(out[128, 2] - round(1.2 * 255 * (128 / 255) ** 2)) <= 1  # gamma 2 darkens mid-tones
+    assert out[255, 2] == 255  # clipped to the dtype's range
+    floats = tone_curve_image(image.astype(np.float32) / 255, gain, gamma)
+    assert floats.dtype == np.float32 and abs(floats[0, 255, 1] - 0.5) < 1e-5  # own maximum as top
 
 
 def test_to_tensors_scales_by_dtype_and_normalises():

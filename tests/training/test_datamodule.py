@@ -63,6 +63,21 @@ def test_validation_split_is_carved_and_recorded(pairs: Path) -> None:
     assert val[0]["reference"].shape[-2:] == (48, 48)  # whole images for validation
 
 
+def test_tone_curve_joins_the_training_augmentation(pairs: Path) -> None:
+    from changeseg.data.transforms import ToneCurve
+    from changeseg.training.datamodule import build_augmentation
+
+    source = f"data.train=[{{spec: 'folder:{pairs}'}}]"
+    section = data_section(source, "data.augment.tone_curve=0.3", "data.augment.p_tone=0.5")
+    steps = build_augmentation(section.augment, 32).transforms
+    tone = [step for step in steps if isinstance(step, ToneCurve)]
+    assert len(tone) == 1 and tone[0].strength == 0.3 and tone[0].p == 0.5
+    assert not any(isinstance(step, ToneCurve)
+                   for step in build_augmentation(data_section(source).augment, 32).transforms)
+    with pytest.raises(ConfigError, match="tone_curve must lie in"):
+        data_section(source, "data.augment.tone_curve=1.0", "data.augment.p_tone=0.5")
+
+
 def test_training_batches_are_seeded_by_epoch(pairs: Path) -> None:
     dm = module(pairs, "data.augment.color_jitter=0.3", "data.augment.p_color=1.0")
     loader = dm.train_dataloader()

@@ -349,6 +349,48 @@ def jitter_image(
     return x.astype(image.dtype)
 
 
+class ToneCurve:
+    """A season-like radiometric change of one image: a random gain and gamma per channel.
+
+    Each channel of the chosen image becomes ``top · gain · (x / top) ** gamma`` with ``gain``
+    drawn from [1 − s, 1 + s] and ``log(gamma)`` from [−s, s] (s = `strength`), channel by
+    channel, so the curve is non-linear and the colour balance shifts (green to brown, a
+    bluer or warmer cast) — the kind of difference between two seasons or two sensors that
+    `ColorJitter`'s linear, mostly shared factors do not reach. ``top`` is the dtype's range
+    for integer images and the image's own maximum for float ones. Only one image is changed
+    (picked at random), as in a real pair; geometry and mask are untouched. Applied with
+    probability `p`.
+    """
+
+    def __init__(self, strength: float = 0.4, p: float = 0.5):
+        if not 0.0 < strength < 1.0:
+            raise InputError(f"tone curve strength must lie in (0, 1), got {strength}")
+        self.strength, self.p = float(strength), float(p)
+
+    def __call__(self, sample: PairSample, rng: np.random.Generator) -> PairSample:
+        if rng.random() >= self.p:
+            return sample
+        key = _IMAGE_KEYS[int(rng.integers(2))]
+        image = sample[key]
+        channels = image.shape[2]
+        gain = rng.uniform(1 - self.strength, 1 + self.strength, channels).astype(np.float32)
+        gamma = np.exp(rng.uniform(-self.strength, self.strength, channels)).astype(np.float32)
+        out: dict[str, Any] = dict(sample)
+        out[key] = tone_curve_image(image, gain, gamma)
+        return out  # type: ignore[return-value]
+
+
+def tone_curve_image(image: np.ndarray, gain: np.ndarray, gamma: np.ndarray) -> np.ndarray:
+    """Apply a per-channel gain and gamma (`ToneCurve`) to an H×W×C image of any dtype."""
+    top = _DTYPE_MAX.get(image.dtype)
+    scale = top if top is not None else max(float(image.max()), 1e-6)
+    x = np.clip(image.astype(np.float32) / scale, 0.0, None)
+    x = scale * gain * np.power(x, gamma)
+    if top is not None:
+        return np.clip(np.rint(x), 0, top).astype(image.dtype)
+    return x.astype(image.dtype)
+
+
 # ---------------------------------------------------------------- tensors
 
 

@@ -49,6 +49,7 @@ from changeseg.data.transforms import (
     RandomRotate90,
     RandomRotation,
     RandomScale,
+    ToneCurve,
     TransformedDataset,
     VerticalFlip,
 )
@@ -158,6 +159,8 @@ def build_augmentation(augment: AugmentSection, crop_size: int | None, labels: s
         steps.append(ColorJitter(brightness=strength, contrast=strength, saturation=strength,
                                  hue=min(strength / 10.0, 0.05), apply_to="both", independent=True,
                                  p=augment.p_color))
+    if augment.p_tone > 0 and augment.tone_curve > 0:
+        steps.append(ToneCurve(augment.tone_curve, p=augment.p_tone))
     if augment.swap > 0:
         steps.append(SwapPair(augment.swap, typed=labels == "typed"))
     return Compose(steps)

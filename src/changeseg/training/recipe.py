@@ -94,8 +94,10 @@ class AugmentSection:
     Probabilities are per sample. `rotate` is a maximum angle in degrees (any angle, with
     the corners marked ignore); `scale` a (min, max) zoom range; `color_jitter` the
     strength of brightness/contrast/saturation changes, applied to each image independently
-    with probability `p_color`; `swap` exchanges reference and comparison (binary labels
-    only: it turns appear into disappear).
+    with probability `p_color`; `tone_curve` the strength of a season-like per-channel gain
+    and gamma applied to one image of the pair with probability `p_tone`
+    (`changeseg.data.transforms.ToneCurve`); `swap` exchanges reference and comparison
+    (binary labels only: it turns appear into disappear).
     """
 
     hflip: float = 0.5
@@ -107,6 +109,8 @@ class AugmentSection:
     p_scale: float = 0.0
     color_jitter: float = 0.0
     p_color: float = 0.0
+    tone_curve: float = 0.0
+    p_tone: float = 0.0
     swap: float = 0.0
 
 
@@ -396,6 +400,9 @@ def _validate(recipe: Recipe) -> None:
         raise ConfigError(f"data.labels must be 'binary' or 'typed', got {data.labels!r}")
     if len(data.mean) != len(data.std):
         raise ConfigError("data.mean and data.std must have the same length")
+    if data.augment.p_tone > 0 and not 0.0 < data.augment.tone_curve < 1.0:
+        raise ConfigError(f"data.augment.tone_curve must lie in (0, 1) when p_tone > 0, "
+                          f"got {data.augment.tone_curve}")
     if optim.optimizer.lower() not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"optim.optimizer must be adam, adamw or sgd, got {optim.optimizer!r}")
     if optim.schedule.lower() not in ("cosine", "linear", "poly", "constant"):
