@@ -30,6 +30,7 @@ from skimage.exposure import match_histograms
 
 from changeseg.data.datasets import open_dataset
 from changeseg.data.pairs import PairSubset
+from changeseg.data.transforms import in_image_dtype
 from changeseg.errors import ChangesegError
 from changeseg.evaluation.runner import evaluate
 from changeseg.evaluation.selection import parse_options, probability_function, read_names
@@ -41,7 +42,7 @@ def match_histogram(reference: np.ndarray, comparison: np.ndarray) -> np.ndarray
     """The comparison with each channel's histogram matched to the reference's channel."""
     matched = match_histograms(comparison.astype(np.float32), reference.astype(np.float32),
                                channel_axis=-1)
-    return _like(matched, comparison)
+    return in_image_dtype(matched, comparison.dtype)
 
 
 def match_mean_std(reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
@@ -49,14 +50,7 @@ def match_mean_std(reference: np.ndarray, comparison: np.ndarray) -> np.ndarray:
     ref, cmp_ = reference.astype(np.float32), comparison.astype(np.float32)
     spread = cmp_.std(axis=(0, 1)) + 1e-6
     matched = (cmp_ - cmp_.mean(axis=(0, 1))) / spread * ref.std(axis=(0, 1)) + ref.mean(axis=(0, 1))
-    return _like(matched, comparison)
-
-
-def _like(values: np.ndarray, like: np.ndarray) -> np.ndarray:
-    if np.issubdtype(like.dtype, np.integer):
-        top = np.iinfo(like.dtype).max
-        return np.clip(np.rint(values), 0, top).astype(like.dtype)
-    return values.astype(like.dtype)
+    return in_image_dtype(matched, comparison.dtype)
 
 
 METHODS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray] | None] = {
@@ -79,7 +73,7 @@ def score_set(detector: ChangeDetector, spec_names: str, options: dict[str, Any]
     dataset = open_dataset(spec, **options)
     if names:
         dataset = PairSubset(dataset, read_names(names, detector.config.metadata, spec))
-    predict = probability_function(detector, True)
+    predict = probability_function(detector, binary=True)
     rows = []
     for method, match in METHODS.items():
         def matched(reference: Any, comparison: Any, match=match) -> Any:

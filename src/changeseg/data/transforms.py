@@ -343,10 +343,15 @@ def jitter_image(
         c, s = np.cos(hue_angle), np.sin(hue_angle)
         turn = np.array([[1, 0, 0], [0, c, -s], [0, s, c]], np.float32)
         x = x @ (_YIQ_INV @ turn @ _YIQ).T
-    top = _DTYPE_MAX.get(image.dtype)
+    return in_image_dtype(x, image.dtype)
+
+
+def in_image_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float pixel values back in an image's dtype: rounded and clipped to its range if integer."""
+    top = _DTYPE_MAX.get(np.dtype(dtype))
     if top is not None:
-        return np.clip(np.rint(x), 0, top).astype(image.dtype)
-    return x.astype(image.dtype)
+        return np.clip(np.rint(values), 0, top).astype(dtype)
+    return values.astype(dtype)
 
 
 class ToneCurve:
@@ -385,10 +390,7 @@ def tone_curve_image(image: np.ndarray, gain: np.ndarray, gamma: np.ndarray) -> 
     top = _DTYPE_MAX.get(image.dtype)
     scale = top if top is not None else max(float(image.max()), 1e-6)
     x = np.clip(image.astype(np.float32) / scale, 0.0, None)
-    x = scale * gain * np.power(x, gamma)
-    if top is not None:
-        return np.clip(np.rint(x), 0, top).astype(image.dtype)
-    return x.astype(image.dtype)
+    return in_image_dtype(scale * gain * np.power(x, gamma), image.dtype)
 
 
 # ---------------------------------------------------------------- tensors
