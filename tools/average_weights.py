@@ -8,17 +8,25 @@ weights often scores at least as well as each (Wortsman et al. 2022, "Model soup
 tensor is averaged (batch-norm statistics included); integer tensors (batch-norm step counters)
 come from the first checkpoint, as does the config. The config records the ingredients
 (`metadata.averaged_from`). The result is an uncalibrated checkpoint: calibrate it as any run.
+
+A calibrated ingredient (a packaged model, or `tools/calibrate_model.py`'s output: its config
+has `metadata.calibration`) has a temperature and a no-change bias folded into its classifier;
+that calibration is undone first, so every ingredient is averaged in the logits it was trained
+in (a soup before 2026-12-05 mixed a packaged model's folded classifier with raw ones).
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
 from changeseg.errors import ChangesegError
-from changeseg.io.checkpoints import load_checkpoint, save_checkpoint
+from changeseg.evaluation.calibration import Calibration, fold_into_model
+from changeseg.io.checkpoints import CheckpointConfig, load_checkpoint, packaged_models, save_checkpoint
+from changeseg.models.model import build_model
 
 
 def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -36,24 +44,59 @@ def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Ten
             for name, tensor in first.items()}
 
 
+def uncalibrated_state(config: CheckpointConfig, state: dict[str, torch.Tensor]
+                       ) -> tuple[dict[str, torch.Tensor], Calibration | None]:
+    """The checkpoint's weights with its folded calibration (if its config records one) undone."""
+    recorded = config.metadata.get("calibration")
+    if not recorded:
+        return state, None
+    calibration = Calibration(float(recorded["temperature"]), float(recorded["no_change_bias"]))
+    model = build_model(**config.model)
+    model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
+                           for name, tensor in state.items()})
+    with torch.no_grad():
+        fold_into_model(model, calibration.inverted())
+    return model.state_dict(), calibration
+
+
+def checkpoint_folder(given: str) -> str:
+    """`given` itself, or the folder of the packaged model of that name (e.g. `aerial`)."""
+    packaged = packaged_models()
+    if not Path(given).is_dir() and given in packaged:
+        return str(packaged[given])
+    return given
+
+
 def main() -> None:
     """Load the checkpoints, average them, save the mean (float32) with the first one's config."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder for the averaged checkpoint")
-    parser.add_argument("checkpoints", nargs="+", help="two or more checkpoint folders of one network")
+    parser.add_argument("checkpoints", nargs="+",
+                        help="two or more checkpoint folders (or packaged model names) of one network")
     args = parser.parse_args()
     if len(args.checkpoints) < 2:
         raise SystemExit("error: give at least two checkpoints to average")
     try:
-        loaded = [load_checkpoint(folder) for folder in args.checkpoints]
+        loaded = [load_checkpoint(checkpoint_folder(given)) for given in args.checkpoints]
     except ChangesegError as exc:
         raise SystemExit(f"error: {exc}") from None
     config = loaded[0][0]
     if any(other.model != config.model for other, _ in loaded[1:]):
         raise SystemExit("error: the checkpoints' model configs differ: not one network")
-    averaged = average_states([state for _, state in loaded])
-    metadata = {**config.metadata, "averaged_from": list(args.checkpoints)}
-    save_checkpoint(args.out, averaged, replace(config, metadata=metadata))
+    states = []
+    for folder, (ingredient, state) in zip(args.checkpoints, loaded):
+        state, undone = uncalibrated_state(ingredient, state)
+        if undone is not None:
+            print(f"{folder}: folded calibration undone (T {undone.temperature:.3f}, "
+                  f"no-change bias {undone.no_change_bias:+.3f})")
+        states.append(state)
+    averaged = average_states(states)
+    metadata = {key: value for key, value in config.metadata.items()
+                if key not in ("calibration", "packaged_from")}
+    metadata["averaged_from"] = list(args.checkpoints)
+    # an uncalibrated soup decides at the threshold its first ingredient had before calibration
+    threshold = float(config.metadata.get("calibration", {}).get("previous_threshold", config.threshold))
+    save_checkpoint(args.out, averaged, replace(config, metadata=metadata, threshold=threshold))
     print(f"averaged {len(args.checkpoints)} checkpoints -> {args.out}: {len(averaged)} tensors")
 
 

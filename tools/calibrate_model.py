@@ -262,6 +262,13 @@ def main() -> None:
         "inference_s": round(inference_s, 1), "precision": "fp32", "tile_size": args.tile_size,
         **({"previous": previous} if previous else {}),
     }
+    # the probabilities were fitted at these scales, so the model must run at them: record them
+    # (a model's own scales are what detect, evaluate and serve use without --scales)
+    scales = list(views_of(backend).scales)
+    if scales == [1.0]:
+        detector.config.metadata.pop("scales", None)
+    else:
+        detector.config.metadata["scales"] = scales
     # stage the folder, check the written model, then move it into place
     staging = args.out.with_name(args.out.name + ".partial")
     if staging.exists():
@@ -270,7 +277,9 @@ def main() -> None:
     write_json(staging / "calibration.json", {"calibration": detector.config.metadata["calibration"],
                                               "report": report})
     reloaded = ChangeDetector.from_pretrained(staging, precision="fp32")
-    probs = reloaded.predict_proba(*check_pair)
+    # through the same views as the fit (the scales it now records), so like is compared with like
+    reloaded_logits = with_views(LogitBackend(reloaded), False, None).predict_proba(*check_pair)
+    probs = torch.softmax(torch.from_numpy(reloaded_logits), 0).numpy()
     expected = torch.softmax(torch.from_numpy(apply_to_logits(raw, calibration, dim=0)), 0).numpy()
     reload_error = float(np.abs(probs - expected).max())
     if reload_error > 1e-5:
@@ -279,8 +288,10 @@ def main() -> None:
     if args.out.exists():
         shutil.rmtree(args.out)
     staging.rename(args.out)
-    print(f"wrote {args.out}: threshold {detector.config.threshold:.4g}, reloaded probabilities within "
-          f"{reload_error:.1e}; {time.perf_counter() - started:.0f} s in all")
+    print(f"wrote {args.out}: threshold {detector.config.threshold:.4g}"
+          + (f", runs at scales {scales}" if scales != [1.0] else "")
+          + f", reloaded probabilities within {reload_error:.1e}; "
+          f"{time.perf_counter() - started:.0f} s in all")
 
 
 if __name__ == "__main__":

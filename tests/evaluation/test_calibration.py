@@ -109,6 +109,28 @@ def test_folding_into_the_model_gives_the_calibrated_logits(head, classes, refin
     assert torch.allclose(folded.softmax(1), expected.softmax(1), atol=1e-6)
 
 
+@pytest.mark.parametrize("refine", ["none", "stride2"])
+def test_folding_the_inverted_calibration_restores_the_raw_logits(refine):
+    torch.manual_seed(0)
+    model = build_model(fpn_channels=16, num_classes=2, refine=refine)
+    if model.refine is not None:
+        torch.nn.init.normal_(model.refine.out.weight, std=0.3)
+        model.refine.body[1].running_mean.normal_()
+    model.eval()
+    generator = torch.Generator().manual_seed(4)
+    reference, comparison = (torch.randn(1, 3, 64, 64, generator=generator) for _ in range(2))
+    calibration = Calibration(temperature=1.7, no_change_bias=-0.9)
+    with torch.no_grad():
+        raw = model(reference, comparison)
+        fold_into_model(model, calibration)
+        assert not torch.allclose(model(reference, comparison), raw, atol=1e-3)
+        fold_into_model(model, calibration.inverted())
+        restored = model(reference, comparison)
+    assert torch.allclose(restored, raw, atol=1e-5, rtol=1e-5)
+    twice = calibration.inverted().inverted()
+    assert (twice.temperature, twice.no_change_bias) == pytest.approx((1.7, -0.9))
+
+
 def test_best_f1_threshold_of_a_constructed_case():
     # 10 changed pixels at 0.62; 10 unchanged at 0.40 and 2 at 0.70:
     # t <= 0.40: F1 20/32; 0.40 < t <= 0.62: F1 20/22; t > 0.62: F1 0
@@ -251,3 +273,28 @@ def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
     calibration = json.loads((out / "config.json").read_text())["metadata"]["calibration"]
     assert calibration["weighting"] == "each data source alike" and calibration["pixels"] == 2000
 
+
+
+def test_the_tool_records_the_scales_it_calibrated_at(tmp_path, monkeypatch, capsys):
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.checkpoints import CheckpointConfig
+    from tests.inference.conftest import trained_tiny_model
+
+    model = trained_tiny_model(steps=8)
+    source = ChangeDetector.from_model(model, CheckpointConfig(model=model.config.to_dict()),
+                                       precision="fp32").save_pretrained(tmp_path / "model")
+    write_folder_pairs(tmp_path / "pairs", count=2)
+    out = tmp_path / "calibrated"
+    monkeypatch.setattr(sys, "argv", ["calibrate_model.py", str(source), f"folder:{tmp_path / 'pairs'}",
+                                      "--out", str(out), "--max-pixels", "4000", "--scales", "1,2"])
+    runpy.run_path(str(TOOL), run_name="__main__")
+    assert "runs at scales [1.0, 2.0]" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["metadata"]["scales"] == [1.0, 2.0]
+    assert config["metadata"]["calibration"]["scales"] == [1.0, 2.0]
+    # calibrated again at scale 1, the written model runs at its input size again
+    monkeypatch.setattr(sys, "argv", ["calibrate_model.py", str(out), f"folder:{tmp_path / 'pairs'}",
+                                      "--out", str(tmp_path / "again"), "--max-pixels", "4000",
+                                      "--scales", "1"])
+    runpy.run_path(str(TOOL), run_name="__main__")
+    assert "scales" not in json.loads((tmp_path / "again" / "config.json").read_text())["metadata"]

@@ -76,6 +76,15 @@ class Calibration:
         """
         return Calibration(self.temperature, self.no_change_bias + _logit(threshold) - _logit(to))
 
+    def inverted(self) -> Calibration:
+        """The calibration that undoes this one: folding it after this one restores the raw logits.
+
+        ``(z/T + b·e₀)·T − b·T·e₀ = z``, so the inverse has temperature ``1/T`` and no-change
+        bias ``−b·T``. Used to take a packaged (calibrated) model back to its training logits,
+        e.g. before averaging it with uncalibrated checkpoints.
+        """
+        return Calibration(1.0 / self.temperature, -self.no_change_bias * self.temperature)
+
     def to_dict(self) -> dict[str, float]:
         """``{"temperature": T, "no_change_bias": b}``."""
         return asdict(self)
