@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
 from changeseg.errors import ChangesegError
 from changeseg.evaluation.calibration import Calibration, fold_into_model
-from changeseg.io.checkpoints import CheckpointConfig, load_checkpoint, packaged_models, save_checkpoint
+from changeseg.io.checkpoints import CheckpointConfig, load_checkpoint, model_folder, save_checkpoint
 from changeseg.models.model import build_model
 
 
@@ -59,14 +58,6 @@ def uncalibrated_state(config: CheckpointConfig, state: dict[str, torch.Tensor]
     return model.state_dict(), calibration
 
 
-def checkpoint_folder(given: str) -> str:
-    """`given` itself, or the folder of the packaged model of that name (e.g. `aerial`)."""
-    packaged = packaged_models()
-    if not Path(given).is_dir() and given in packaged:
-        return str(packaged[given])
-    return given
-
-
 def main() -> None:
     """Load the checkpoints, average them, save the mean (float32) with the first one's config."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -77,7 +68,7 @@ def main() -> None:
     if len(args.checkpoints) < 2:
         raise SystemExit("error: give at least two checkpoints to average")
     try:
-        loaded = [load_checkpoint(checkpoint_folder(given)) for given in args.checkpoints]
+        loaded = [load_checkpoint(model_folder(given) or given) for given in args.checkpoints]
     except ChangesegError as exc:
         raise SystemExit(f"error: {exc}") from None
     config = loaded[0][0]

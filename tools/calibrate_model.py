@@ -233,6 +233,7 @@ def main() -> None:
         raise SystemExit(f"folding changed the logits by {error:.2e} (scale {scale:.1f}); nothing written")
     print(f"folded into the classifier conv: max |folded - calibrated logits| {error:.2e}")
 
+    scales = list(views_of(backend).scales)
     previous_threshold = detector.config.threshold
     detector.config.threshold = report["threshold"]
     previous = detector.config.metadata.get("calibration")
@@ -254,7 +255,7 @@ def main() -> None:
         f"{report['margin']} inside",
         "previous_threshold": previous_threshold,
         "pixels": int(len(targets)), "pixels_seen": seen, "pairs": pairs,
-        "scales": list(views_of(backend).scales),
+        "scales": scales,
         "weighting": "each data source alike" if args.balance_sources else "by pixel count",
         "data": [{"spec": spec, "options": option, "names": selector}
                  for spec, option, selector in zip(args.data, options, selectors)],
@@ -264,7 +265,6 @@ def main() -> None:
     }
     # the probabilities were fitted at these scales, so the model must run at them: record them
     # (a model's own scales are what detect, evaluate and serve use without --scales)
-    scales = list(views_of(backend).scales)
     if scales == [1.0]:
         detector.config.metadata.pop("scales", None)
     else:

@@ -274,7 +274,6 @@ def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
     assert calibration["weighting"] == "each data source alike" and calibration["pixels"] == 2000
 
 
-
 def test_the_tool_records_the_scales_it_calibrated_at(tmp_path, monkeypatch, capsys):
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.io.checkpoints import CheckpointConfig

@@ -12,6 +12,8 @@ from changeseg.io.checkpoints import (
     CheckpointConfig,
     check_state_dict,
     load_checkpoint,
+    model_folder,
+    packaged_models,
     save_checkpoint,
 )
 from changeseg.models import build_model
@@ -83,3 +85,11 @@ def test_shape_mismatch_is_reported():
         check_state_dict(expected, {"a": torch.zeros(3, 2), "b": torch.zeros(1)}, "x")
     with pytest.raises(CheckpointError, match="1 missing tensor"):
         check_state_dict(expected, {"a": torch.zeros(2, 3)}, "x")
+
+
+def test_model_folder_is_a_folder_as_given_or_a_packaged_model_by_name(tmp_path):
+    assert model_folder(tmp_path) == tmp_path
+    assert model_folder("aerial") == packaged_models()["aerial"]
+    assert (model_folder("aerial") / "config.json").is_file()
+    assert model_folder(tmp_path / "missing") is None
+    assert model_folder("c3po-mobilenetv2-fcn") is None  # a preset has no folder

@@ -30,6 +30,14 @@ def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
+def plain_soup(out: Path, *folders: Path) -> Path:
+    """The soup of uncalibrated checkpoints, which the tool averages as they are."""
+    result = run_tool(str(out), *map(str, folders))
+    assert result.returncode == 0, result.stderr
+    assert "calibration undone" not in result.stdout
+    return out
+
+
 def test_a_calibrated_ingredient_is_averaged_in_its_training_logits(tmp_path: Path) -> None:
     raw, other = tiny(0), tiny(1)
     config = CheckpointConfig(model=raw.config.to_dict())
@@ -46,18 +54,10 @@ def test_a_calibrated_ingredient_is_averaged_in_its_training_logits(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     assert "calibration undone" in result.stdout
     soup_config, soup = load_checkpoint(tmp_path / "soup")
-    _, expected = load_checkpoint(run_tool_output(tmp_path, raw_folder, other_folder))
+    _, expected = load_checkpoint(plain_soup(tmp_path / "plain-soup", raw_folder, other_folder))
     for name, tensor in expected.items():
         assert torch.allclose(soup[name].float(), tensor.float(), atol=1e-5), name
     assert "calibration" not in soup_config.metadata and soup_config.threshold == 0.5
-
-
-def run_tool_output(tmp_path: Path, *folders: Path) -> Path:
-    out = tmp_path / "plain-soup"
-    result = run_tool(str(out), *map(str, folders))
-    assert result.returncode == 0, result.stderr
-    assert "calibration undone" not in result.stdout
-    return out
 
 
 def test_uncalibrated_state_leaves_a_raw_checkpoint_alone() -> None:
@@ -67,9 +67,7 @@ def test_uncalibrated_state_leaves_a_raw_checkpoint_alone() -> None:
     assert same is state and undone is None
 
 
-def test_a_packaged_model_name_is_its_folder_and_a_missing_folder_is_one_error_line(tmp_path: Path) -> None:
-    assert (Path(average_weights.checkpoint_folder("aerial")) / "config.json").is_file()
-    assert average_weights.checkpoint_folder(str(tmp_path)) == str(tmp_path)
+def test_a_packaged_model_name_is_read_and_a_missing_folder_is_one_error_line(tmp_path: Path) -> None:
     result = run_tool(str(tmp_path / "soup"), "aerial", str(tmp_path / "missing"))
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "not found" in result.stderr

@@ -35,9 +35,9 @@ def validation_calibration(model: str) -> Callable[[], Any]:
     $CHANGESEG_DATA only when a quantised model has to be made."""
     def pairs() -> Any:
         from changeseg.evaluation.selection import calibration_pairs
-        from changeseg.io.checkpoints import packaged_models, read_config
+        from changeseg.io.checkpoints import model_folder, read_config
 
-        folder = Path(model) if Path(model).is_dir() else packaged_models().get(model, Path(model))
+        folder = model_folder(model) or Path(model)
         return calibration_pairs(read_config(folder).metadata)
 
     return pairs

@@ -59,12 +59,12 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     trainer = import_training()
     from changeseg.evaluation.threshold import choose_threshold
     from changeseg.inference.predictor import ChangeDetector
-    from changeseg.io.checkpoints import packaged_models
+    from changeseg.io.checkpoints import model_folder
     from changeseg.training.recipe import finetune_base, load_recipe
 
-    packaged = packaged_models()
-    if start in packaged and not Path(start).exists():  # a model shipped with changeseg, by name
-        start = str(packaged[start])
+    folder = model_folder(start)  # a model shipped with changeseg may be given by name
+    if folder is not None:
+        start = str(folder)
     base = finetune_base(start, list(data))
     if alpha < 1.0 and not Path(start).is_dir():
         raise ConfigError(f"--interpolate {alpha:g} needs --from a trained model to average with; "

@@ -48,10 +48,10 @@ def read_names(source: str, model_metadata: dict[str, Any], data_spec: str | Non
     from changeseg.errors import InputError
 
     if source.startswith("model-val:"):
-        from changeseg.io.checkpoints import packaged_models, read_config
+        from changeseg.io.checkpoints import model_folder, read_config
 
         other = source.partition(":")[2]
-        folder = Path(other) if Path(other).is_dir() else packaged_models().get(other)
+        folder = model_folder(other)
         if folder is None:
             raise InputError(f"--names {source}: no model folder or packaged model {other!r}")
         return read_names("model-val", read_config(folder).metadata, data_spec)

@@ -41,6 +41,15 @@ def packaged_models() -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
 
 
+def model_folder(name_or_path: str | os.PathLike) -> Path | None:
+    """The folder a model argument names: itself if it is a folder, else the packaged model of
+    that name; None when it is neither (a preset name, a typo, a missing folder)."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    return packaged_models().get(str(name_or_path))
+
+
 @dataclass
 class CheckpointConfig:
     """The contents of config.json besides the format fields."""
