@@ -6,7 +6,9 @@ For each MODEL:THRESHOLD: how many ground-truth defects have their centre in a p
 shared with another defect (merged neighbours; among them those within 6 px of another defect),
 and, for the first model, the box F-score of two post-processing rules on the same predictions
 (regions split at depth 1 / cover 0.95): small regions kept when their peak probability is high,
-and predicted boxes enlarged to a minimum side. The numbers of docs/models.md, `pcb`, "link 5" and "link 6".
+predicted boxes enlarged to a minimum side, and regions split where a higher probability level
+breaks them into several blobs (a watershed on the probability from those blobs). The numbers of
+docs/models.md, `pcb`, "link 5", "link 6" and "Post-processing measured".
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from changeseg.evaluation.boxes import DEEPPCB_IOU, mask_to_boxes, match_boxes
 from changeseg.evaluation.selection import probability_function, read_names
 from changeseg.inference.multiscale import with_views
 from changeseg.inference.predictor import ChangeDetector
+from changeseg.region_split import split_components
 
 NEIGHBOUR_PX = 6
 SPLIT = {"split_depth": 1.0, "split_cover": 0.95}
@@ -70,6 +73,50 @@ def box_f(probabilities: list[np.ndarray], truths: list[np.ndarray], threshold: 
     return 2 * precision * recall / max(precision + recall, 1e-12)
 
 
+def level_split_f(probabilities: list[np.ndarray], truths: list[np.ndarray], threshold: float,
+                  min_area: int, level: float, piece_area: int, max_cover: float) -> tuple[float, int, int]:
+    """(box F, matched defects, boxes) with each region of at least `min_area` px (split as
+    shipped) cut again where `probability >= level` holds two or more blobs of `piece_area` px:
+    a watershed on the probability from those blobs, kept when the pieces' boxes cover at most
+    `max_cover` times the region's box."""
+    from skimage.segmentation import watershed
+
+    def box(piece: np.ndarray) -> list[int]:
+        ys, xs = np.nonzero(piece)
+        return [xs.min(), ys.min(), xs.max(), ys.max()]
+
+    def box_area(b: list[int]) -> int:
+        return (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+
+    tp = predicted = total = 0
+    for probability, truth in zip(probabilities, truths, strict=True):
+        count, labels = split_components((probability >= threshold).astype(np.uint8),
+                                         SPLIT["split_depth"], SPLIT["split_cover"])
+        boxes, scores = [], []
+        for label in range(1, count):
+            region = labels == label
+            if region.sum() < min_area:
+                continue
+            pieces = [region]
+            n, blobs, stats, _ = cv2.connectedComponentsWithStats(
+                ((probability >= level) & region).astype(np.uint8), connectivity=8)
+            seeds = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= piece_area]
+            if len(seeds) >= 2:
+                markers = np.zeros(labels.shape, np.int32)
+                for j, i in enumerate(seeds, 1):
+                    markers[blobs == i] = j
+                grown = watershed(-probability, markers, mask=region)
+                cut = [grown == j for j in range(1, len(seeds) + 1)]
+                if sum(box_area(box(c)) for c in cut) <= max_cover * box_area(box(region)):
+                    pieces = cut
+            boxes += [box(piece) for piece in pieces]
+            scores += [float(probability[piece].max()) for piece in pieces]
+        hits = match_boxes(np.array(boxes, np.float64).reshape(-1, 4), np.array(scores), truth, DEEPPCB_IOU)
+        tp, predicted, total = tp + int(hits.sum()), predicted + len(boxes), total + len(truth)
+    precision, recall = tp / max(predicted, 1), tp / max(total, 1)
+    return 2 * precision * recall / max(precision + recall, 1e-12), tp, predicted
+
+
 def main() -> None:
     """Predict the validation boards once per model and print the counts and rule scores."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -109,6 +156,11 @@ def main() -> None:
             row = ", ".join(f"side {side}: {box_f(probabilities, truths, t, area, min_side=side):.4f}"
                             for side in (0, 16, 24, 32))
             print(f"  boxes of regions >= {area} px enlarged to a minimum side: {row}")
+        for level in (0.8, 0.9, 0.95, 0.98, 0.995):
+            row = ", ".join("cover {}: F {:.4f} ({} matched, {} boxes)".format(
+                cover, *level_split_f(probabilities, truths, t, args.min_area, level, 20, cover))
+                for cover in (0.95, 1.5))
+            print(f"  regions split where p >= {level} holds several blobs of >= 20 px: {row}")
 
 
 if __name__ == "__main__":

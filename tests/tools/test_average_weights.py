@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +11,10 @@ import torch
 from changeseg.evaluation.calibration import Calibration, fold_into_model
 from changeseg.io.checkpoints import CheckpointConfig, load_checkpoint, save_checkpoint
 from changeseg.models.model import build_model
+from tests.tools.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("average_weights", ROOT / "tools" / "average_weights.py")
-assert spec is not None and spec.loader is not None
-average_weights = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(average_weights)
+average_weights = load_script("tools/average_weights.py")
 
 
 def tiny(seed: int) -> torch.nn.Module:

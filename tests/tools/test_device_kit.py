@@ -3,7 +3,6 @@ load, and bench/train_on_device.sh + tools/device_unpack.sh run end to end (on t
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import subprocess
@@ -17,13 +16,11 @@ from PIL import Image
 from changeseg.data.datasets import open_dataset
 from changeseg.io.checkpoints import load_checkpoint
 from tests.conftest import require_real_data
+from tests.tools.scripts import load_script
 from tests.training.train_helpers import write_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("device_bundle", ROOT / "tools" / "device_bundle.py")
-assert spec is not None and spec.loader is not None
-device_bundle = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(device_bundle)
+device_bundle = load_script("tools/device_bundle.py")
 
 
 def decode(data: bytes) -> np.ndarray:

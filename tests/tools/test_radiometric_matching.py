@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
+from tests.tools.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("radiometric_matching",
-                                              ROOT / "bench" / "radiometric_matching.py")
-assert spec is not None and spec.loader is not None
-matching = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(matching)
+matching = load_script("bench/radiometric_matching.py")
 
 
 def pair(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

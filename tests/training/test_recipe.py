@@ -84,6 +84,10 @@ def test_bad_values_and_files(tmp_path: Path) -> None:
     assert limited.trainer.max_time == "00:00:08:00"
     assert load_recipe(None, ["data.train=[{spec: 'folder:/x'}]", "trainer.max_time=00:01:30:00"]
                        ).trainer.max_time == "00:01:30:00"  # read as text, not a base-60 number
+    with pytest.raises(ConfigError, match="stop_after_epochs must lie in 1..trainer.max_epochs"):
+        recipe_from_dict({**MINIMAL, "trainer": {"max_epochs": 4, "stop_after_epochs": 5}})
+    assert recipe_from_dict({**MINIMAL, "trainer": {"max_epochs": 4, "stop_after_epochs": 2}}
+                            ).trainer.stop_after_epochs == 2
     with pytest.raises(ConfigError, match="class names"):
         recipe_from_dict({**MINIMAL, "model": {"num_classes": 4}})
 

@@ -208,6 +208,27 @@ def test_max_time_ends_the_run_early_and_still_exports(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "last" / "model.safetensors").is_file()
 
 
+def test_stop_after_epochs_runs_the_first_part_of_the_longer_schedule(tmp_path: Path) -> None:
+    """`stop_after_epochs` ends the run early with the long schedule's learning rates: its
+    weights are the longer run's at the same step, not those of a run that is that short."""
+    data = write_pairs(tmp_path / "data", count=10)
+    spec = f"folder:{data}"
+    full = train(tiny_recipe(tmp_path / "full", spec, "trainer.max_epochs=4",
+                             "trainer.checkpoint_every_n_steps=8", "trainer.keep_checkpoints=4")).parent
+    part = train(tiny_recipe(tmp_path / "part", spec, "trainer.max_epochs=4",
+                             "trainer.stop_after_epochs=2")).parent
+    short = train(tiny_recipe(tmp_path / "short", spec, "trainer.max_epochs=2")).parent
+    steps = {name: json.loads((run / "summary.json").read_text())["exported"]["last"]["global_step"]
+             for name, run in (("full", full), ("part", part), ("short", short))}
+    assert steps == {"full": 16, "part": 8, "short": 8}
+    _, part_state = load_checkpoint(part / "last")
+    _, short_state = load_checkpoint(short / "last")
+    _, full_at_8 = load_checkpoint(export_checkpoint(full / "checkpoints" / "step0000008.ckpt",
+                                                     full / "best", tmp_path / "full8"))
+    assert all(torch.allclose(part_state[n], full_at_8[n], atol=1e-6) for n in part_state)
+    assert any(not torch.allclose(part_state[n], short_state[n], atol=1e-6) for n in part_state)
+
+
 def test_bf16_trains_in_fp32_on_a_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     """Emulated bf16 is many times slower than fp32: such a CPU trains a bf16 recipe in fp32."""
     monkeypatch.setattr("changeseg.training.trainer.cpu_supports_bf16", lambda: False)

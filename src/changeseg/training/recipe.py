@@ -181,12 +181,16 @@ class TrainerSection:
     best on the validation metric `monitor`. `max_time` (``"DD:HH:MM:SS"``, e.g.
     ``"00:00:08:00"``) ends training gracefully at that wall time, as if the steps had run out:
     `best/` and `last/` are exported as usual (for a lent accelerator's fixed time; the
-    learning-rate schedule still spans `max_epochs` / `max_steps`).
+    learning-rate schedule still spans `max_epochs` / `max_steps`). `stop_after_epochs` ends
+    training after that many epochs in the same way, the schedule still spanning
+    `max_epochs`: the first part of a longer recipe, step for step (e.g. a seed study of a
+    recipe whose best epochs all come early).
     """
 
     max_epochs: int = 50
     max_steps: int = -1
     max_time: str | None = None
+    stop_after_epochs: int | None = None
     accelerator: str = "auto"
     devices: Any = "auto"
     num_nodes: int = 1
@@ -423,6 +427,9 @@ def _validate(recipe: Recipe) -> None:
     if trainer.max_time is not None and not re.fullmatch(r"\d{2}:\d{2}:\d{2}:\d{2}", str(trainer.max_time)):
         raise ConfigError(f"trainer.max_time must read DD:HH:MM:SS (e.g. 00:00:08:00), "
                           f"got {trainer.max_time!r}")
+    if trainer.stop_after_epochs is not None and not 1 <= trainer.stop_after_epochs <= trainer.max_epochs:
+        raise ConfigError(f"trainer.stop_after_epochs must lie in 1..trainer.max_epochs "
+                          f"({trainer.max_epochs}), got {trainer.stop_after_epochs}")
     monitors = [*MONITORS, *(["val/miou"] if recipe.model.model_config()["num_classes"] > 2 else [])]
     if trainer.monitor not in monitors:
         raise ConfigError(f"trainer.monitor {trainer.monitor!r} is not logged; choose one of "

@@ -224,7 +224,9 @@ def build_trainer(recipe: Recipe, run_dir: Path, has_val: bool,
             validation["check_val_every_n_epoch"] = t.val_every_n_epochs
     trainer = pl.Trainer(
         accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
-        precision=precision, max_epochs=t.max_epochs, max_steps=t.max_steps, max_time=t.max_time,
+        precision=precision,
+        max_epochs=t.stop_after_epochs if t.stop_after_epochs is not None else t.max_epochs,
+        max_steps=t.max_steps, max_time=t.max_time,
         callbacks=all_callbacks, logger=_loggers(run_dir), default_root_dir=str(run_dir),
         plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
         log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val,
