@@ -210,7 +210,8 @@ def test_max_time_ends_the_run_early_and_still_exports(tmp_path: Path) -> None:
 
 def test_stop_after_epochs_runs_the_first_part_of_the_longer_schedule(tmp_path: Path) -> None:
     """`stop_after_epochs` ends the run early with the long schedule's learning rates: its
-    weights are the longer run's at the same step, not those of a run that is that short."""
+    weights are the longer run's at the same step, not those of a run that is that short, and
+    `--resume` without the stop completes the longer run."""
     data = write_pairs(tmp_path / "data", count=10)
     spec = f"folder:{data}"
     full = train(tiny_recipe(tmp_path / "full", spec, "trainer.max_epochs=4",
@@ -227,6 +228,11 @@ def test_stop_after_epochs_runs_the_first_part_of_the_longer_schedule(tmp_path: 
                                                      full / "best", tmp_path / "full8"))
     assert all(torch.allclose(part_state[n], full_at_8[n], atol=1e-6) for n in part_state)
     assert any(not torch.allclose(part_state[n], short_state[n], atol=1e-6) for n in part_state)
+    # resumed without the stop, the run finishes the schedule: the same weights as one full run
+    train(tiny_recipe(tmp_path / "part", spec, "trainer.max_epochs=4"), resume=True)
+    _, resumed = load_checkpoint(part / "last")
+    _, full_state = load_checkpoint(full / "last")
+    assert all(torch.allclose(resumed[n], full_state[n], atol=1e-6) for n in full_state)
 
 
 def test_bf16_trains_in_fp32_on_a_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -184,7 +184,8 @@ class TrainerSection:
     learning-rate schedule still spans `max_epochs` / `max_steps`). `stop_after_epochs` ends
     training after that many epochs in the same way, the schedule still spanning
     `max_epochs`: the first part of a longer recipe, step for step (e.g. a seed study of a
-    recipe whose best epochs all come early).
+    recipe whose best epochs all come early); resumed without it, the run finishes the schedule
+    with the weights one uninterrupted run would have.
     """
 
     max_epochs: int = 50
