@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from types import ModuleType
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import PROJECT_ROOT
+
+ROOT = PROJECT_ROOT
 
 
 def load_script(relative: str) -> ModuleType:

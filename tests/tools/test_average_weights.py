@@ -11,9 +11,8 @@ import torch
 from changeseg.evaluation.calibration import Calibration, fold_into_model
 from changeseg.io.checkpoints import CheckpointConfig, load_checkpoint, save_checkpoint
 from changeseg.models.model import build_model
-from tests.tools.scripts import load_script
+from tests.tools.scripts import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 average_weights = load_script("tools/average_weights.py")
 
 

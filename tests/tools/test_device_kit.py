@@ -16,10 +16,9 @@ from PIL import Image
 from changeseg.data.datasets import open_dataset
 from changeseg.io.checkpoints import load_checkpoint
 from tests.conftest import require_real_data
-from tests.tools.scripts import load_script
+from tests.tools.scripts import ROOT, load_script
 from tests.training.train_helpers import write_pairs
 
-ROOT = Path(__file__).resolve().parents[2]
 device_bundle = load_script("tools/device_bundle.py")
 
 

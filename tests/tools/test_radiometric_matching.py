@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from tests.tools.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
 matching = load_script("bench/radiometric_matching.py")
 
 
