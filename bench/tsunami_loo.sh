@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Leave-one-out few-shot check of the packaged `default` model on the 3 TSUNAMI pairs:
-# for each pair k, fine-tune `default` on the other two (`changeseg finetune`, 3 epochs; it
-# holds one of the two back for validation and re-chooses the decision threshold on it) and
-# evaluate on pair k, which it never saw. Prints one line per held-out pair and the mean.
+# for each pair k, fine-tune `default` on the other two (`changeseg finetune` with its own
+# defaults: with so few pairs it holds none back, trains 20 epochs on both and chooses the
+# decision threshold on them) and evaluate on pair k, which it never saw. Prints one line per
+# held-out pair and the mean. About 7 min per fine-tune on the 2-core CPU.
 #   bash bench/tsunami_loo.sh [DATA_DIR]      (default ../shared/data/tsunami) → runs/tsunami-loo/
-# FINETUNE_ARGS adds `changeseg finetune` options and overrides, OUT moves the runs, e.g.
-#   FINETUNE_ARGS="trainer.max_epochs=3 --keep-threshold --interpolate 0.5" OUT=runs/tsunami-loo-wise \
-#     bash bench/tsunami_loo.sh
+# FINETUNE_ARGS adds `changeseg finetune` options and overrides, OUT moves the runs, e.g. the
+# rule before 2026-12-05 (one of the two pairs held back to choose the threshold on), 3 epochs:
+#   FINETUNE_ARGS="trainer.max_epochs=3 data.val_fraction=0.2" OUT=runs/tsunami-loo-3ep bash bench/tsunami_loo.sh
+# bench/tsunami_loo_rules.py then scores the finished runs under other thresholds and WiSE-FT mixes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
 DATA=$(realpath "${1:-../shared/data/tsunami}")
 BIN=.venv/bin
 OUT=${OUT:-runs/tsunami-loo}
-read -r -a EXTRA <<< "${FINETUNE_ARGS:-trainer.max_epochs=3}"
+read -r -a EXTRA <<< "${FINETUNE_ARGS:-}"
 for k in 0 1 2; do
   split=$OUT/split$k
   mkdir -p "$split/data/t0" "$split/data/t1" "$split/data/mask"

@@ -88,9 +88,11 @@ def test_train_then_finetune(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                        "trainer.max_epochs=2"]) == 0
     capsys.readouterr()
 
+    # 8 pairs are fewer than 10: held back only when asked (data.val_fraction)
     tuned = tmp_path / "tuned"
     code = finetune_main(["--from", str(run / "best"), "--data", f"folder:{pairs}", "--out", str(tuned),
-                          "--no-progress", "data.crop_size=32", "data.num_workers=0",
+                          "--no-progress", "data.val_fraction=0.25", "data.crop_size=32",
+                          "data.num_workers=0",
                           "data.batch_size=2", "data.train.0.samples_per_epoch=4",
                           "trainer.max_epochs=1", "trainer.accelerator=cpu"])
     assert code == 0, capsys.readouterr().err
@@ -115,6 +117,29 @@ def test_train_then_finetune(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                           threshold=t, progress=False)["f1_at_threshold"]
               for t in (0.05, 0.3, 0.5, 0.7, 0.95, tuned_config.threshold)}
     assert scores[tuned_config.threshold] >= max(scores.values()) - 1e-9
+
+    # a handful of pairs: all of them trained on, none held out, the threshold chosen on them
+    handful = tmp_path / "handful"
+    assert finetune_main(["--from", str(run / "best"), "--data", f"folder:{pairs}", "--out", str(handful),
+                          "--no-progress", "data.crop_size=32", "data.num_workers=0",
+                          "data.batch_size=2", "data.train.0.samples_per_epoch=4",
+                          "trainer.max_epochs=1", "trainer.accelerator=cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "8 pairs (fewer than 10): training on all of them" in out
+    assert "on 8 training pairs" in out
+    (source,) = json.loads((handful / "summary.json").read_text())["split"]["sources"]
+    assert source["val_names"] == [] and len(source["train_names"]) == 8
+    handful_config = read_config(handful / "best")
+    choice = handful_config.metadata["threshold_choice"]
+    assert choice["pairs"] == 8 and choice["rule"] == "best F1 on the run's training pairs"
+    from changeseg.evaluation.selection import recorded_pairs
+
+    (train_part,) = recorded_pairs([source], "train_names")
+    detector = ChangeDetector.from_pretrained(handful / "best", precision="fp32")
+    scores = {t: evaluate(probability_function(detector, True), train_part, protocols="global",
+                          threshold=t, progress=False)["f1_at_threshold"]
+              for t in (0.05, 0.3, 0.5, 0.7, 0.95, handful_config.threshold)}
+    assert scores[handful_config.threshold] >= max(scores.values()) - 1e-9
 
     kept = tmp_path / "kept"
     assert finetune_main(["--from", str(run / "best"), "--data", f"folder:{pairs}", "--out", str(kept),

@@ -34,8 +34,24 @@ def test_the_threshold_is_the_best_f1_one_on_the_validation_pairs(tmp_path: Path
                {"spec": "synthetic", "options": {}, "val_names": ["synth_000000"]}]  # not read
     chosen = choose_threshold(SquareFinder(), model, sources)
     # every threshold in (0.1, 0.3] finds exactly the squares; the one nearest 0.5 is kept
-    assert chosen == {"threshold": 0.3, "f1": 1.0, "pairs": 2}
+    assert chosen == {"threshold": 0.3, "f1": 1.0, "pairs": 2, "on": "validation"}
     config = json.loads((model / "config.json").read_text())
     assert config["threshold"] == 0.3
     assert config["metadata"]["threshold_choice"]["previous"] == 0.5
     assert choose_threshold(SquareFinder(), model, sources[1:]) is None  # nothing to choose on
+
+
+def test_a_run_without_validation_pairs_may_choose_on_its_training_pairs(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "pairs", count=3, size=32, seed=1)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"threshold": 0.5, "metadata": {}}))
+    sources = [{"spec": f"folder:{pairs}", "options": {}, "val_names": [],
+                "train_names": ["pair_00", "pair_02"]}]
+    assert choose_threshold(SquareFinder(), model, sources) is None  # validation pairs only
+    assert json.loads((model / "config.json").read_text())["threshold"] == 0.5
+    chosen = choose_threshold(SquareFinder(), model, sources, training_fallback=True)
+    assert chosen == {"threshold": 0.3, "f1": 1.0, "pairs": 2, "on": "training"}
+    config = json.loads((model / "config.json").read_text())
+    assert config["threshold"] == 0.3
+    assert config["metadata"]["threshold_choice"]["rule"] == "best F1 on the run's training pairs"

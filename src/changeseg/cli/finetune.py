@@ -23,7 +23,8 @@ TUNED_FOLDER = "best-tuned"
                    "name to start from an ImageNet backbone with fresh fusion and head.")
 @click.option("--data", "-d", "data", multiple=True, required=True, metavar="FORMAT:PATH",
               help="Training pairs, e.g. folder:my_pairs or pcd:data/tsunami (repeatable). "
-                   "A validation share is carved from them with a fixed seed.")
+                   "A validation share is carved from them with a fixed seed (none from fewer "
+                   "than 10 pairs).")
 @click.option("--config", "-c", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Optional YAML recipe merged over the fine-tuning defaults.")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -48,7 +49,9 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     BatchNorm statistics frozen. The architecture, normalisation and class names come
     from the starting model. Override anything with KEY.SUB=VALUE. Fine-tuning shifts the
     network's confidence, so the decision threshold is re-chosen afterwards as the best-F1
-    threshold on the validation pairs carved from --data (--keep-threshold keeps the old one).
+    threshold on the validation pairs carved from --data (20 %); with fewer than 10 pairs
+    none are held out and the threshold is chosen on the training pairs (set
+    data.val_fraction to hold some back; --keep-threshold keeps the old threshold).
 
     \b
     Examples:
@@ -60,7 +63,7 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     from changeseg.evaluation.threshold import choose_threshold
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.io.checkpoints import model_folder
-    from changeseg.training.recipe import finetune_base, load_recipe
+    from changeseg.training.recipe import FINETUNE_FEW_PAIRS, finetune_base, load_recipe
 
     folder = model_folder(start)  # a model shipped with changeseg may be given by name
     if folder is not None:
@@ -69,9 +72,16 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     if alpha < 1.0 and not Path(start).is_dir():
         raise ConfigError(f"--interpolate {alpha:g} needs --from a trained model to average with; "
                           f"{start} is a preset (use --interpolate 1)")
+    pairs = count_pairs(data)
+    if pairs is not None and pairs < FINETUNE_FEW_PAIRS:
+        base["data"]["val_fraction"] = 0.0  # --config and KEY=VALUE still set it
     recipe = load_recipe(config, list(overrides), base=base)
     if out is not None:
         recipe.output.dir = str(out)
+    if pairs is not None and pairs < FINETUNE_FEW_PAIRS and recipe.data.val_fraction == 0:
+        click.echo(f"{pairs} pairs (fewer than {FINETUNE_FEW_PAIRS}): training on all of them, none "
+                   f"held out{'' if keep_threshold else ', the threshold chosen on them'} "
+                   f"(data.val_fraction=0.2 holds some back)")
     best = trainer.train(recipe, resume=resume, progress_bar=False if no_progress else None)
     if trainer.is_rank_zero():
         if alpha < 1.0:
@@ -81,12 +91,23 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
         if not keep_threshold:
             summary = json.loads((recipe.run_dir() / "summary.json").read_text(encoding="utf-8"))
             detector = ChangeDetector.from_pretrained(best, precision="fp32")
-            chosen = choose_threshold(detector, Path(best), summary["split"]["sources"])
+            chosen = choose_threshold(detector, Path(best), summary["split"]["sources"],
+                                      training_fallback=True)
             if chosen is not None:
                 click.echo(f"decision threshold: {chosen['threshold']:.2f} (best F1 "
-                           f"{chosen['f1']:.3f} on {chosen['pairs']} validation pairs)")
+                           f"{chosen['f1']:.3f} on {chosen['pairs']} {chosen['on']} pairs)")
         click.echo(f"best model: {best}")
     return 0
+
+
+def count_pairs(specs: Sequence[str]) -> int | None:
+    """How many pairs the --data sources hold together; None when one of them generates its
+    pairs (a synthetic source has no fixed count)."""
+    from changeseg.data.datasets import is_synthetic, open_dataset
+
+    if any(is_synthetic(spec) for spec in specs):
+        return None
+    return sum(len(open_dataset(spec).names) for spec in specs)
 
 
 def average_with_start(start: Path, best: Path, alpha: float) -> None:

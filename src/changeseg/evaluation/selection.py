@@ -79,11 +79,17 @@ def validation_pairs(sources: Sequence[dict[str, Any]]) -> list[PairSubset]:
 
     Synthetic sources are skipped: their pairs are generated, not read.
     """
+    return recorded_pairs(sources, "val_names")
+
+
+def recorded_pairs(sources: Sequence[dict[str, Any]], which: str) -> list[PairSubset]:
+    """The pairs a training run recorded under `which` ("val_names" or "train_names") in its
+    summary.json `split.sources`, re-opened; synthetic sources (generated pairs) are skipped."""
     parts = []
     for source in sources:
-        if source.get("val_names") and not is_synthetic(source["spec"]):
+        if source.get(which) and not is_synthetic(source["spec"]):
             dataset = open_dataset(source["spec"], **(source.get("options") or {}))
-            parts.append(PairSubset(dataset, source["val_names"]))
+            parts.append(PairSubset(dataset, source[which]))
     return parts
 
 

@@ -2,7 +2,8 @@
 
 `changeseg finetune` and `tools/choose_threshold.py` set a model's threshold to the best-F1
 threshold of the ``sweep`` protocol over the validation pairs its run recorded (pixel counts
-pooled over every non-synthetic source), in 0.01 steps. Only validation pairs are used.
+pooled over every non-synthetic source), in 0.01 steps. A fine-tune on a handful of pairs holds
+none back; it asks for its training pairs instead (`training_fallback`).
 """
 
 from __future__ import annotations
@@ -14,21 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from changeseg.evaluation.runner import evaluate
-from changeseg.evaluation.selection import probability_function, validation_pairs
+from changeseg.evaluation.selection import probability_function, recorded_pairs, validation_pairs
 from changeseg.io.images import write_json
 
 
-def choose_threshold(detector: Any, model_dir: Path, sources: Sequence[dict[str, Any]]
-                     ) -> dict[str, Any] | None:
+def choose_threshold(detector: Any, model_dir: Path, sources: Sequence[dict[str, Any]],
+                     training_fallback: bool = False) -> dict[str, Any] | None:
     """Set the model in `model_dir` to its best-F1 threshold on its run's validation pairs.
 
     `detector` is the model loaded from `model_dir` (anything with ``prepare``,
     ``predict_proba`` and ``config.threshold``, e.g. a `ChangeDetector`); `sources` is the
-    run's ``summary.json`` ``split.sources``. Rewrites the model's config.json (atomically)
-    and returns ``{"threshold", "f1", "pairs"}``, or None when there are no validation pairs
-    to choose on.
+    run's ``summary.json`` ``split.sources``. With `training_fallback`, a run without
+    validation pairs chooses on its training pairs. Rewrites the model's config.json
+    (atomically) and returns ``{"threshold", "f1", "pairs", "on"}`` (`on`: "validation" or
+    "training"), or None when there are no pairs to choose on.
     """
+    on = "validation"
     parts = validation_pairs(sources)
+    if training_fallback and not any(len(part) for part in parts):
+        on, parts = "training", recorded_pairs(sources, "train_names")
     pairs = sum(len(part) for part in parts)
     if not pairs:
         return None
@@ -39,7 +44,7 @@ def choose_threshold(detector: Any, model_dir: Path, sources: Sequence[dict[str,
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["threshold"] = float(report["best_threshold"])
     config.setdefault("metadata", {})["threshold_choice"] = {
-        "rule": "best F1 on the run's validation pairs", "pairs": pairs,
+        "rule": f"best F1 on the run's {on} pairs", "pairs": pairs,
         "f1": report["best_f1"], "previous": detector.config.threshold}
     write_json(config_path, config)
-    return {"threshold": config["threshold"], "f1": report["best_f1"], "pairs": pairs}
+    return {"threshold": config["threshold"], "f1": report["best_f1"], "pairs": pairs, "on": on}

@@ -623,6 +623,11 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
 
 FINETUNE_CROPS_PER_EPOCH = 64
 
+FINETUNE_FEW_PAIRS = 10
+"""With fewer pairs than this, `changeseg finetune` holds none back: it trains on all of them and
+chooses the threshold on them. A validation split of one or two pairs costs a third to a half of
+the training pairs and picks a noisy threshold (docs/training.md, "A handful of pairs")."""
+
 
 def finetune_base(start: str, data_specs: Sequence[str]) -> dict[str, Any]:
     """The recipe dict `changeseg finetune` starts from (before --config and overrides).

@@ -1,0 +1,134 @@
+"""Score a finished TSUNAMI leave-one-out run (`bench/tsunami_loo.sh`) under other decision
+thresholds and other WiSE-FT mixes, without training again.
+
+For each split k the fine-tuned model `OUT/splitK/run/best` (or its weights averaged with the
+starting model, `(1 - alpha) · start + alpha · tuned`, for every --alphas value; 0 is the
+starting model itself) is scored on held-out pair k at three thresholds:
+
+- `kept`: the starting model's own threshold;
+- `fine-tuning pairs`: the best-F1 threshold on the split's other two pairs pooled (what
+  `changeseg finetune` chooses when it holds no pair back);
+- `validation pair`: the best-F1 threshold on the pair the fine-tune held back, when it held
+  one (`summary.json`; what `changeseg finetune` chooses with a validation split).
+
+    OMP_WAIT_POLICY=PASSIVE python bench/tsunami_loo_rules.py runs/tsunami-loo-all20 --alphas 0,0.5,1
+
+Prints one row per (alpha, rule): the thresholds, the held-out F1 of each split, their mean and
+the F1 of the three held-out pairs' pixels pooled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+PAIRS = 3
+
+
+def f1_of(counts: np.ndarray) -> float:
+    """F1 from (true positives, false positives, false negatives)."""
+    tp, fp, fn = (int(c) for c in counts)
+    return 2 * tp / max(2 * tp + fp + fn, 1)
+
+
+def counts_at(probability: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
+    """(tp, fp, fn) of `probability >= threshold` against the binary `mask`."""
+    predicted, truth = probability >= threshold, mask.astype(bool)
+    return np.array([(predicted & truth).sum(), (predicted & ~truth).sum(), (~predicted & truth).sum()])
+
+
+def best_threshold(probabilities: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> float:
+    """The best-F1 threshold on these pairs' pixels pooled (0.01 steps, as `changeseg finetune`)."""
+    from changeseg.evaluation.calibration import best_f1_threshold
+
+    prob = np.concatenate([p.ravel() for p in probabilities])
+    target = np.concatenate([m.ravel() for m in masks])
+    return best_f1_threshold(prob, target, np.round(np.arange(0.01, 1.0, 0.01), 2))[0]
+
+
+def rule_thresholds(probabilities: Sequence[np.ndarray], masks: Sequence[np.ndarray], held_out: int,
+                    validation: int | None, kept: float) -> dict[str, float]:
+    """Each rule's threshold for the split that holds out pair `held_out` (module docstring)."""
+    others = [i for i in range(len(probabilities)) if i != held_out]
+    rules = {"kept": kept,
+             "fine-tuning pairs": best_threshold([probabilities[i] for i in others],
+                                                 [masks[i] for i in others])}
+    if validation is not None:
+        rules["validation pair"] = best_threshold([probabilities[validation]], [masks[validation]])
+    return rules
+
+
+def held_back(run: Path, names: list[str]) -> int | None:
+    """The index of the pair the fine-tune held back for validation, if any (its summary.json)."""
+    sources = json.loads((run / "summary.json").read_text())["split"]["sources"]
+    held = [name for source in sources for name in source.get("val_names") or []]
+    return names.index(held[0]) if held else None
+
+
+def main() -> int:
+    """Score every split of the leave-one-out folder under every alpha and rule."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="the OUT folder of bench/tsunami_loo.sh")
+    parser.add_argument("--alphas", default="1", help="WiSE-FT mixes, comma-separated, in [0, 1]")
+    parser.add_argument("--data", default="../shared/data/tsunami", help="the TSUNAMI folder")
+    parser.add_argument("--start", default="default", help="the model the fine-tunes started from")
+    args = parser.parse_args()
+    try:
+        alphas = [float(a) for a in args.alphas.split(",")]
+        if not all(0.0 <= a <= 1.0 for a in alphas):
+            raise ValueError
+    except ValueError:
+        print(f"error: --alphas takes numbers in [0, 1] separated by commas, got {args.alphas!r}",
+              file=sys.stderr)
+        return 1
+    runs = [args.out / f"split{k}" / "run" for k in range(PAIRS)]
+    missing = [run for run in runs if not (run / "best" / "config.json").is_file()]
+    if missing:
+        print(f"error: no fine-tuned model in {missing[0]}/best (run bench/tsunami_loo.sh first)",
+              file=sys.stderr)
+        return 1
+
+    from changeseg.data.datasets import open_dataset
+    from changeseg.evaluation.selection import probability_function
+    from changeseg.inference.predictor import ChangeDetector
+    from changeseg.io.checkpoints import model_folder
+    from changeseg.training.weight_averaging import interpolate_models
+
+    dataset = open_dataset(f"pcd:{args.data}")
+    samples = [dataset[i] for i in range(len(dataset))]
+    masks = [np.asarray(sample["mask"]) == 1 for sample in samples]
+    start = model_folder(args.start) or Path(args.start)
+    kept = ChangeDetector.from_pretrained(start).config.threshold
+
+    def probabilities(folder: Path) -> list[np.ndarray]:
+        predict = probability_function(ChangeDetector.from_pretrained(folder, precision="fp32"), binary=True)
+        return [predict(sample["reference"], sample["comparison"]) for sample in samples]
+
+    rows: dict[tuple[float, str], list[tuple[float, np.ndarray]]] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for k, run in enumerate(runs):
+            validation = held_back(run, list(dataset.names))
+            for alpha in alphas:
+                folder = start if alpha == 0 else run / "best"
+                if 0 < alpha < 1:
+                    folder = interpolate_models(start, run / "best", alpha, Path(scratch) / f"{k}-{alpha}")
+                probs = probabilities(folder)
+                for rule, threshold in rule_thresholds(probs, masks, k, validation, kept).items():
+                    scored = counts_at(probs[k], masks[k], threshold)
+                    rows.setdefault((alpha, rule), []).append((threshold, scored))
+    for (alpha, rule), scored in rows.items():
+        f1s = [f1_of(c) for _, c in scored]
+        pooled = f1_of(sum(c for _, c in scored))
+        print(f"alpha {alpha:.2f}  {rule:18s} thresholds {' / '.join(f'{t:.2f}' for t, _ in scored)}  "
+              f"F1 {' / '.join(f'{f:.3f}' for f in f1s)}  mean {np.mean(f1s):.3f}  pooled {pooled:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""bench/tsunami_loo_rules.py: each threshold rule's threshold and score; bad input is one error line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tests.tools.scripts import ROOT, load_script
+
+rules = load_script("bench/tsunami_loo_rules.py")
+
+
+def pair(seed: int, change_level: float) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded mask and a probability map: `change_level` + noise on changed pixels, noise elsewhere."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((20, 30), bool)
+    mask[5:12, 8:20] = True
+    probability = np.where(mask, change_level, 0.05) + rng.uniform(0, 0.04, mask.shape)
+    return probability, mask
+
+
+def test_counts_and_f1() -> None:
+    probability, mask = pair(0, 0.6)
+    assert list(rules.counts_at(probability, mask, 0.5)) == [84, 0, 0]
+    assert list(rules.counts_at(probability, mask, 0.7)) == [0, 0, 84]
+    assert rules.f1_of(np.array([3, 1, 2])) == 6 / 9
+    assert rules.f1_of(np.array([0, 0, 0])) == 0.0
+
+
+def test_each_rule_chooses_on_its_own_pairs() -> None:
+    # pairs 1 and 2 change at 0.3 and 0.8: pooled, only a threshold in (0.09, 0.3] finds both;
+    # pair 2 alone is best at the threshold nearest 0.5 that still finds it
+    probabilities, masks = zip(pair(0, 0.6), pair(1, 0.3), pair(2, 0.8), strict=True)
+    chosen = rules.rule_thresholds(probabilities, masks, held_out=0, validation=2, kept=0.39)
+    assert chosen["kept"] == 0.39
+    assert 0.09 < chosen["fine-tuning pairs"] <= 0.30
+    assert chosen["validation pair"] == 0.5
+    assert "validation pair" not in rules.rule_thresholds(probabilities, masks, 0, None, 0.39)
+
+
+def test_bad_alphas_or_a_missing_run_is_one_error_line(tmp_path: Path) -> None:
+    script = str(ROOT / "bench" / "tsunami_loo_rules.py")
+    for args, words in (([str(tmp_path), "--alphas", "0.5,2"], "--alphas"),
+                        ([str(tmp_path)], "no fine-tuned model")):
+        done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith("error: ") and words in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
