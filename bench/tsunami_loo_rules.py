@@ -32,9 +32,10 @@ PAIRS = 3
 
 
 def f1_of(counts: np.ndarray) -> float:
-    """F1 from (true positives, false positives, false negatives)."""
-    tp, fp, fn = (int(c) for c in counts)
-    return 2 * tp / max(2 * tp + fp + fn, 1)
+    """F1 from (true positives, false positives, false negatives), as `changeseg evaluate` scores it."""
+    from changeseg.evaluation.pixels import exact_scores
+
+    return exact_scores(*(int(c) for c in counts))["f1"]
 
 
 def counts_at(probability: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
@@ -97,14 +98,14 @@ def main() -> int:
     from changeseg.data.datasets import open_dataset
     from changeseg.evaluation.selection import probability_function
     from changeseg.inference.predictor import ChangeDetector
-    from changeseg.io.checkpoints import model_folder
+    from changeseg.io.checkpoints import model_folder, read_config
     from changeseg.training.weight_averaging import interpolate_models
 
     dataset = open_dataset(f"pcd:{args.data}")
     samples = [dataset[i] for i in range(len(dataset))]
     masks = [np.asarray(sample["mask"]) == 1 for sample in samples]
     start = model_folder(args.start) or Path(args.start)
-    kept = ChangeDetector.from_pretrained(start).config.threshold
+    kept = read_config(start).threshold
 
     def probabilities(folder: Path) -> list[np.ndarray]:
         predict = probability_function(ChangeDetector.from_pretrained(folder, precision="fp32"), binary=True)

@@ -73,12 +73,13 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
         raise ConfigError(f"--interpolate {alpha:g} needs --from a trained model to average with; "
                           f"{start} is a preset (use --interpolate 1)")
     pairs = count_pairs(data)
-    if pairs is not None and pairs < FINETUNE_FEW_PAIRS:
+    few = pairs is not None and pairs < FINETUNE_FEW_PAIRS
+    if few:
         base["data"]["val_fraction"] = 0.0  # --config and KEY=VALUE still set it
     recipe = load_recipe(config, list(overrides), base=base)
     if out is not None:
         recipe.output.dir = str(out)
-    if pairs is not None and pairs < FINETUNE_FEW_PAIRS and recipe.data.val_fraction == 0:
+    if few and recipe.data.val_fraction == 0:
         click.echo(f"{pairs} pairs (fewer than {FINETUNE_FEW_PAIRS}): training on all of them, none "
                    f"held out{'' if keep_threshold else ', the threshold chosen on them'} "
                    f"(data.val_fraction=0.2 holds some back)")
