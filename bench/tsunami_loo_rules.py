@@ -1,9 +1,10 @@
 """Score a finished TSUNAMI leave-one-out run (`bench/tsunami_loo.sh`) under other decision
 thresholds and other WiSE-FT mixes, without training again.
 
-For each split k the fine-tuned model `OUT/splitK/run/best` (or its weights averaged with the
-starting model, `(1 - alpha) · start + alpha · tuned`, for every --alphas value; 0 is the
-starting model itself) is scored on held-out pair k at three thresholds:
+For each split k the fine-tuned weights alone (`OUT/splitK/run/best-tuned` where the fine-tune
+averaged its `best/` with the starting model, else `best/`), or their average with the starting
+model, `(1 - alpha) · start + alpha · tuned`, for every --alphas value (0 is the starting model
+itself), are scored on held-out pair k at three thresholds:
 
 - `kept`: the starting model's own threshold;
 - `fine-tuning pairs`: the best-F1 threshold on the split's other two pairs pooled (what
@@ -65,6 +66,15 @@ def rule_thresholds(probabilities: Sequence[np.ndarray], masks: Sequence[np.ndar
     return rules
 
 
+def tuned_weights(run: Path) -> Path:
+    """The fine-tuned weights alone of a `changeseg finetune` run: `best-tuned/` when the run
+    averaged `best/` with its starting model (--interpolate below 1), else `best/`."""
+    from changeseg.training.weight_averaging import TUNED_FOLDER
+
+    tuned = run / TUNED_FOLDER
+    return tuned if (tuned / "config.json").is_file() else run / "best"
+
+
 def held_back(run: Path, names: list[str]) -> int | None:
     """The index of the pair the fine-tune held back for validation, if any (its summary.json)."""
     sources = json.loads((run / "summary.json").read_text())["split"]["sources"]
@@ -115,10 +125,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         for k, run in enumerate(runs):
             validation = held_back(run, list(dataset.names))
+            tuned = tuned_weights(run)
             for alpha in alphas:
-                folder = start if alpha == 0 else run / "best"
+                folder = start if alpha == 0 else tuned
                 if 0 < alpha < 1:
-                    folder = interpolate_models(start, run / "best", alpha, Path(scratch) / f"{k}-{alpha}")
+                    folder = interpolate_models(start, tuned, alpha, Path(scratch) / f"{k}-{alpha}")
                 probs = probabilities(folder)
                 for rule, threshold in rule_thresholds(probs, masks, k, validation, kept).items():
                     scored = counts_at(probs[k], masks[k], threshold)

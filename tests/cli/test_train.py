@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from changeseg.cli.finetune import count_pairs
 from changeseg.cli.finetune import main as finetune_main
 from changeseg.cli.main import main as changeseg_main
 from changeseg.cli.train import main as train_main
 from changeseg.io.checkpoints import read_config
+from changeseg.training.recipe import DatasetEntry
+from tests.conftest import require_real_data
 from tests.training.train_helpers import write_pairs
 
 TINY = """
@@ -168,6 +171,20 @@ def test_train_then_finetune(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert torch.allclose(mixed_state[name], 0.75 * start_state[name] + 0.25 * tuned_state[name], atol=1e-6)
     assert mixed_config.metadata["interpolation"]["alpha"] == 0.25
     assert mixed_config.threshold == config.threshold
+
+
+def test_count_pairs_opens_each_source_with_its_reader_options(tmp_path: Path) -> None:
+    pairs = write_pairs(tmp_path / "pairs", count=12, size=16, seed=1)
+    (pairs / "list").mkdir()
+    names = sorted(p.stem for p in (pairs / "A").iterdir())
+    (pairs / "list" / "train.txt").write_text("\n".join(names[:4]) + "\n")
+    assert count_pairs([DatasetEntry(spec=f"folder:{pairs}")]) == 12
+    assert count_pairs([DatasetEntry(spec=f"folder:{pairs}", options={"split": "train"})]) == 4
+    assert count_pairs([DatasetEntry(spec=f"folder:{pairs}"), DatasetEntry(spec="synthetic")]) is None
+    # a real reader whose pair count is an option: 3 frame pairs of one fixed-camera scene
+    sbi = require_real_data("surveillance", "sbi2015")
+    three = DatasetEntry(spec=f"sbi2015:{sbi}", options={"scenes": ["CaVignal"], "pairs_per_scene": 3})
+    assert count_pairs([three]) == 3
 
 
 def test_finetune_interpolate_needs_a_model_to_average_with(capsys: pytest.CaptureFixture[str]) -> None:

@@ -41,6 +41,17 @@ def test_each_rule_chooses_on_its_own_pairs() -> None:
     assert "validation pair" not in rules.rule_thresholds(probabilities, masks, 0, None, 0.39)
 
 
+def test_alphas_mix_the_fine_tuned_weights_alone(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "best" / "config.json").write_text("{}")
+    assert rules.tuned_weights(run) == run / "best"
+    # a fine-tune that averaged best/ with its start keeps the fine-tuned weights in best-tuned/
+    (run / "best-tuned").mkdir()
+    (run / "best-tuned" / "config.json").write_text("{}")
+    assert rules.tuned_weights(run) == run / "best-tuned"
+
+
 def test_bad_alphas_or_a_missing_run_is_one_error_line(tmp_path: Path) -> None:
     script = str(ROOT / "bench" / "tsunami_loo_rules.py")
     for args, words in (([str(tmp_path), "--alphas", "0.5,2"], "--alphas"),

@@ -6,6 +6,7 @@ import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,8 +14,10 @@ from changeseg.cli.main import run_command
 from changeseg.cli.train import import_training
 from changeseg.errors import ConfigError
 
+if TYPE_CHECKING:
+    from changeseg.training.recipe import DatasetEntry
+
 DEFAULT_ALPHA = 1.0
-TUNED_FOLDER = "best-tuned"
 
 
 @click.command(name="finetune", context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,6 +67,7 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.io.checkpoints import model_folder
     from changeseg.training.recipe import FINETUNE_FEW_PAIRS, finetune_base, load_recipe
+    from changeseg.training.weight_averaging import TUNED_FOLDER
 
     folder = model_folder(start)  # a model shipped with changeseg may be given by name
     if folder is not None:
@@ -72,11 +76,13 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     if alpha < 1.0 and not Path(start).is_dir():
         raise ConfigError(f"--interpolate {alpha:g} needs --from a trained model to average with; "
                           f"{start} is a preset (use --interpolate 1)")
-    pairs = count_pairs(data)
+    recipe = load_recipe(config, list(overrides), base=base)
+    # counted with the reader options the recipe gives each source (e.g. scenes, pairs per scene)
+    pairs = count_pairs(recipe.data.train)
     few = pairs is not None and pairs < FINETUNE_FEW_PAIRS
     if few:
         base["data"]["val_fraction"] = 0.0  # --config and KEY=VALUE still set it
-    recipe = load_recipe(config, list(overrides), base=base)
+        recipe = load_recipe(config, list(overrides), base=base)
     if out is not None:
         recipe.output.dir = str(out)
     if few and recipe.data.val_fraction == 0:
@@ -101,20 +107,20 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     return 0
 
 
-def count_pairs(specs: Sequence[str]) -> int | None:
-    """How many pairs the --data sources hold together; None when one of them generates its
-    pairs (a synthetic source has no fixed count)."""
+def count_pairs(sources: Sequence[DatasetEntry]) -> int | None:
+    """How many pairs the recipe's training sources hold together, each opened with its reader
+    options; None when one of them generates its pairs (a synthetic source has no fixed count)."""
     from changeseg.data.datasets import is_synthetic, open_dataset
 
-    if any(is_synthetic(spec) for spec in specs):
+    if any(is_synthetic(source.spec) for source in sources):
         return None
-    return sum(len(open_dataset(spec).names) for spec in specs)
+    return sum(len(open_dataset(source.spec, **source.options).names) for source in sources)
 
 
 def average_with_start(start: Path, best: Path, alpha: float) -> None:
     """Replace the run's `best/` by its interpolation with `start`; the fine-tuned weights move
     to `best-tuned/` (folders swapped by renames, so an interrupted run leaves both readable)."""
-    from changeseg.training.weight_averaging import interpolate_models
+    from changeseg.training.weight_averaging import TUNED_FOLDER, interpolate_models
 
     tuned = best.with_name(TUNED_FOLDER)
     staging = best.with_name(f".{best.name}.interpolating")

@@ -16,6 +16,10 @@ from pathlib import Path
 from changeseg.errors import ConfigError
 from changeseg.io.checkpoints import check_state_dict, load_checkpoint, save_checkpoint
 
+TUNED_FOLDER = "best-tuned"
+"""Where `changeseg finetune --interpolate` keeps the fine-tuned weights alone, beside the averaged
+`best/` of the same run."""
+
 
 def interpolate_models(start: str | os.PathLike, tuned: str | os.PathLike, alpha: float,
                        out: str | os.PathLike) -> Path:
