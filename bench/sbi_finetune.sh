@@ -42,11 +42,12 @@ $BIN/python - "$OUT" $SCENES <<'EOF'
 import json
 import sys
 out, scenes = sys.argv[1], sys.argv[2:]
-def f1(folder):
+def scored(folder):
     report = json.load(open(f"{folder}/metrics.json"))
-    return report["threshold"], report["f1_at_threshold"], len(open(f"{out}/{scene}/test-names.txt").read().split())
+    return report["threshold"], report["f1_at_threshold"]
 for scene in scenes:
-    (t0, zero, n), (t1, tuned, _), (t2, kept, _) = (f1(f"{out}/{scene}/{e}") for e in ("eval-zero-shot", "eval", "eval-kept"))
+    n = len(open(f"{out}/{scene}/test-names.txt").read().split())
+    (t0, zero), (t1, tuned), (t2, kept) = (scored(f"{out}/{scene}/{e}") for e in ("eval-zero-shot", "eval", "eval-kept"))
     print(f"{scene}: {n} held-out pairs  zero-shot F1 {zero:.3f} (t {t0:.2f})  fine-tuned {tuned:.3f} "
           f"(t {t1:.2f})  fine-tuned at the start's threshold {kept:.3f} (t {t2:.2f})")
 EOF
