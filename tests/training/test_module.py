@@ -198,3 +198,25 @@ def test_frozen_parts_keep_their_batchnorm_statistics_in_training():
     generator = torch.Generator().manual_seed(0)
     task(torch.rand(2, 3, 64, 64, generator=generator), torch.rand(2, 3, 64, 64, generator=generator))
     assert all(torch.equal(m.running_mean, b) for m, b in zip(frozen_bn, before))
+
+
+def test_frozen_parts_may_let_their_batchnorm_statistics_follow_the_batches():
+    task = tiny_task(optim={"freeze": ["model.backbone"], "freeze_statistics": False})
+    task.train()
+    backbone_bn = [m for m in task.model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert backbone_bn and all(m.training for m in backbone_bn)
+    assert not any(p.requires_grad for p in task.model.backbone.parameters())
+    before = backbone_bn[0].running_mean.clone()
+    task(torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64))
+    assert not torch.equal(before, backbone_bn[0].running_mean)
+
+
+def test_fitting_starts_with_the_frozen_modes():
+    # Lightning never calls train() when fitting starts; its on_train_start hook sets the modes
+    task = tiny_task(optim={"freeze": ["model.merge"], "freeze_bn": True})
+    merge_and_backbone = [m for part in (task.model.merge, task.model.backbone) for m in part.modules()
+                          if isinstance(m, nn.BatchNorm2d)]
+    assert merge_and_backbone and all(m.training for m in merge_and_backbone)
+    task.on_train_start()
+    assert not any(m.training for m in merge_and_backbone)
+    assert all(m.training for m in task.model.head.modules())

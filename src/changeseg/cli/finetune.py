@@ -48,8 +48,8 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     """Fine-tune a change model on a handful of pairs; the result lands in RUN/best/.
 
     The recipe suits few pairs: learning rate 3e-5 (1e-4 from a preset), 20 epochs of 64
-    random crops per source, flips, rotations, scaling and colour jitter, backbone
-    BatchNorm statistics frozen. The architecture, normalisation and class names come
+    random crops per source, flips, rotations, scaling and colour jitter; the whole
+    network trains, BatchNorm statistics included. The architecture, normalisation and class names come
     from the starting model. Override anything with KEY.SUB=VALUE. Fine-tuning shifts the
     network's confidence, so the decision threshold is re-chosen afterwards as the best-F1
     threshold on the validation pairs carved from --data (20 %); with fewer than 10 pairs

@@ -183,7 +183,7 @@ class ChangeSegTask(pl.LightningModule):
     def _optim_defaults(values: dict[str, Any]) -> dict[str, Any]:
         defaults = {"optimizer": "adam", "lr": 1e-4, "weight_decay": 0.0, "betas": [0.9, 0.999],
                     "momentum": 0.9, "schedule": "cosine", "warmup_steps": 0, "min_lr_ratio": 0.0,
-                    "poly_power": 0.9, "freeze": [], "freeze_bn": False}
+                    "poly_power": 0.9, "freeze": [], "freeze_statistics": True, "freeze_bn": False}
         unknown = sorted(set(values) - set(defaults))
         if unknown:
             raise ConfigError(f"unknown optim option(s): {', '.join(unknown)}")
@@ -213,10 +213,11 @@ class ChangeSegTask(pl.LightningModule):
 
         Modules under an `optim.freeze` prefix stay in eval mode: a frozen part keeps its
         BatchNorm statistics (and skips its dropout) as well as its weights, so a run that
-        trains only a new part leaves the rest of the network exactly as it started.
+        trains only a new part leaves the rest of the network exactly as it started
+        (`optim.freeze_statistics: false` keeps them in train mode, only the weights fixed).
         """
         super().train(mode)
-        if mode and self.optim["freeze"]:
+        if mode and self.optim["freeze"] and self.optim["freeze_statistics"]:
             for name, module in self.model.named_modules():
                 if name and self._frozen(name):
                     module.eval()
@@ -228,6 +229,15 @@ class ChangeSegTask(pl.LightningModule):
                     if isinstance(module, nn.modules.batchnorm._BatchNorm):
                         module.eval()
         return self
+
+    def on_train_start(self) -> None:
+        """Put frozen parts and the backbone's BatchNorm layers in eval mode before the first step.
+
+        Lightning does not call `train()` when fitting starts (a new module is already in train
+        mode), and it restores each submodule's own mode after every validation pass, so the
+        modes set here hold for the whole run.
+        """
+        self.train(True)
 
     # ------------------------------------------------------------------ steps
 

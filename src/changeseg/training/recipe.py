@@ -153,7 +153,9 @@ class OptimSection:
 
     `schedule`: "cosine" (linear warm-up, then cosine decay to `min_lr_ratio`·lr),
     "linear", "poly" or "constant". `freeze` lists parameter-name prefixes kept fixed
-    (e.g. "model.backbone"); `freeze_bn` keeps the backbone's BatchNorm statistics fixed
+    (e.g. "model.backbone"), BatchNorm statistics and dropout included unless
+    `freeze_statistics` is false (then their BatchNorm layers follow the training batches, as
+    every run before 2026-12-05 did); `freeze_bn` keeps the backbone's BatchNorm statistics fixed
     (the official code does, which suits small batches and pretrained backbones).
     """
 
@@ -167,6 +169,7 @@ class OptimSection:
     min_lr_ratio: float = 0.0
     poly_power: float = 0.9
     freeze: list[str] = field(default_factory=list)
+    freeze_statistics: bool = True
     freeze_bn: bool = False
 
 
@@ -614,12 +617,13 @@ FINETUNE_DEFAULTS: dict[str, Any] = {
                     "scale": [0.75, 1.25], "p_scale": 0.5, "color_jitter": 0.2, "p_color": 0.5},
     },
     "loss": {"name": "ce", "class_weights": "auto"},
-    "optim": {"optimizer": "adam", "lr": 3.0e-5, "warmup_steps": 20, "schedule": "cosine",
-              "freeze_bn": True},
+    "optim": {"optimizer": "adam", "lr": 3.0e-5, "warmup_steps": 20, "schedule": "cosine"},
     "trainer": {"max_epochs": 20, "checkpoint_every_n_steps": 50, "log_every_n_steps": 5},
 }
 """A recipe for a handful of pairs: small learning rate, few epochs, strong augmentation,
-64 random crops per source per epoch, backbone BatchNorm statistics frozen."""
+64 random crops per source per epoch. The whole network trains and the BatchNorm statistics
+follow the fine-tuning batches: what every measured fine-tune did (until 2026-12-05 the
+`freeze_bn: true` here was a no-op; docs/training.md, "BatchNorm statistics of frozen parts")."""
 
 FINETUNE_CROPS_PER_EPOCH = 64
 
