@@ -176,7 +176,6 @@ def test_train_then_finetune(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                           "data.train.0.samples_per_epoch=4", "trainer.max_epochs=1",
                           "trainer.accelerator=cpu", "optim.freeze_bn=true"]) == 0
     assert "0.75 ×" in capsys.readouterr().out
-    _, start_state = load_checkpoint(run / "best")
     _, tuned_state = load_checkpoint(averaged / "best-tuned")
     mixed_config, mixed_state = load_checkpoint(averaged / "best")
     name = next(k for k, v in tuned_state.items()
