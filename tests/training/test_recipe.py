@@ -153,11 +153,14 @@ def test_finetune_base_from_a_model_folder(tmp_path: Path) -> None:
     assert recipe.model.init_from == str(folder)
     assert recipe.data.mean == [0.5] * 3 and recipe.output.threshold == 0.4
     assert recipe.data.train[0].samples_per_epoch == 64 and recipe.optim.lr == 1e-5
-    # the whole network trains, BatchNorm statistics included (what every measured fine-tune did)
-    assert recipe.optim.freeze == [] and not recipe.optim.freeze_bn
+    # the whole network trains, the backbone's BatchNorm statistics kept (from a trained model)
+    assert recipe.optim.freeze == [] and recipe.optim.freeze_bn
     assert recipe_from_dict(finetune_base(str(folder), ["pcd:/d/t"])).optim.lr == 3e-5
+    assert not load_recipe(None, ["optim.freeze_bn=false"],
+                           base=finetune_base(str(folder), ["pcd:/d/t"])).optim.freeze_bn
     preset = recipe_from_dict(finetune_base("c3po-mobilenetv2-fcn", ["pcd:/d/t"]))
     assert preset.model.pretrained == "imagenet" and preset.optim.lr == 1e-4
+    assert not preset.optim.freeze_bn  # ImageNet's statistics follow the batches
     with pytest.raises(ConfigError, match="preset"):
         finetune_base(str(tmp_path / "nothing"), ["pcd:/d/t"])
 

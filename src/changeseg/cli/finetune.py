@@ -49,7 +49,8 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
 
     The recipe suits few pairs: learning rate 3e-5 (1e-4 from a preset), 20 epochs of 64
     random crops per source, flips, rotations, scaling and colour jitter; the whole
-    network trains, BatchNorm statistics included. The architecture, normalisation and
+    network trains, the backbone's BatchNorm statistics kept (from a preset, and with
+    optim.freeze_bn=false, they follow the batches). The architecture, normalisation and
     class names come from the starting model. Override anything with KEY.SUB=VALUE. Fine-tuning shifts the
     network's confidence, so the decision threshold is re-chosen afterwards as the best-F1
     threshold on the validation pairs carved from --data (20 %); with fewer than 10 pairs
