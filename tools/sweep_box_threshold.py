@@ -14,8 +14,10 @@ never on a test split.
 `--split-depths` (0 = no split) and `--split-covers` sweep the splitting of merged regions
 (`changeseg.region_split.split_components`: watershed from the extended maxima of the distance
 transform, kept where the pieces' boxes cover at most that multiple of the whole's box).
-`--scales 2` predicts each pair enlarged 2× (as `changeseg evaluate --scales 2`); the default is
-the model's own (2 for a model trained with `data.val_scale: 2`).
+`--grow G` scales each predicted box by G about its centre (a model trained on boxes shrunk by
+S per side, the `deeppcb` reader's `shrink`, takes G = 1 / (1 - 2S)); the default is the model's
+own (`metadata.box_grow`, else 1). `--scales 2` predicts each pair enlarged 2× (as `changeseg
+evaluate --scales 2`); the default is the model's own (2 for a model trained with `data.val_scale: 2`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def main() -> None:
                         "the distance transform; 0 = regions are not split)")
     parser.add_argument("--split-covers", default=f"{DEFAULT_MAX_COVER:g}", help="comma-separated "
                         "split covers (max pieces' box area / whole box area; inf = every split)")
+    parser.add_argument("--grow", type=float, default=None, help="box scale factor about the centre "
+                        "(default: the model's own metadata.box_grow, else 1)")
     parser.add_argument("--scales", default=None, help="comma-separated scales the pairs are predicted at, "
                         "probabilities averaged (as `changeseg evaluate --scales`; default: the model's own)")
     args = parser.parse_args()
@@ -67,7 +71,8 @@ def main() -> None:
     depths = [float(d) for d in args.split_depths.split(",")]
     covers = [float(c) for c in args.split_covers.split(",")]
     splits = list(dict.fromkeys((d, c if d > 0 else DEFAULT_MAX_COVER) for d in depths for c in covers))
-    boxes = {(t, a, d, c): BoxMetric(threshold=t, min_area=a, split_depth=d, split_cover=c)
+    grow = args.grow if args.grow is not None else float(detector.config.metadata.get("box_grow", 1.0))
+    boxes = {(t, a, d, c): BoxMetric(threshold=t, min_area=a, split_depth=d, split_cover=c, grow=grow)
              for t in thresholds for a in areas for d, c in splits}
     pixels = {t: GlobalMetric(threshold=t) for t in thresholds}
     for sample in dataset:
@@ -91,7 +96,8 @@ def main() -> None:
     best = max(rows, key=lambda r: (r["box_f1"], -r["min_area"], r["split_depth"] == 0,
                                     r["split_depth"], -abs(r["threshold"] - 0.5)))
     scales = list(views_of(predictor).scales)
-    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "scales": scales, "best": best}))
+    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "scales": scales, "grow": grow,
+                      "best": best}))
 
 
 if __name__ == "__main__":

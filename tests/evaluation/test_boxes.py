@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from changeseg.evaluation.boxes import average_precision, box_iou, mask_to_boxes, match_boxes
+from changeseg.errors import InputError
+from changeseg.evaluation.boxes import (
+    average_precision,
+    box_iou,
+    grow_boxes,
+    mask_to_boxes,
+    match_boxes,
+)
 
 approx = pytest.approx
 
@@ -69,3 +76,26 @@ def test_mask_to_boxes_splits_overlapping_squares_only_when_asked() -> None:
     # too deep a split: the neck (inscribed radius ≈ 6.6) is only ≈ 3.4 px narrower than the
     # squares' centres (10)
     assert mask_to_boxes(mask, split_depth=4)[0].tolist() == [[2, 2, 33, 33]]
+
+
+def test_grow_boxes_scales_about_the_centre_and_clips() -> None:
+    boxes = np.array([[10, 20, 15, 23], [0, 0, 2, 2]], dtype=float)  # 6×4 and 3×3 px
+    grown = grow_boxes(boxes, 2.0, (30, 40))
+    # 12×8 px about the same centre (12.5, 21.5); the corner box is clipped at 0
+    assert grown[0].tolist() == approx([7.0, 18.0, 18.0, 25.0])
+    assert grown[1].tolist() == approx([0.0, 0.0, 3.5, 3.5])
+    assert box_iou(grown[:1], boxes[:1])[0, 0] == approx(0.25)
+    assert grow_boxes(boxes, 1.0, (30, 40)).tolist() == boxes.tolist()
+    assert grow_boxes(np.array([[35, 25, 39, 29]], float), 3.0, (30, 40))[0].tolist() == approx(
+        [30.0, 20.0, 39.0, 29.0])
+
+
+def test_mask_to_boxes_grow_applies_after_min_area() -> None:
+    mask = np.zeros((20, 20), bool)
+    mask[8:12, 8:12] = True  # 16 px core
+    mask[0, 0] = True  # 1 px
+    boxes, _ = mask_to_boxes(mask, min_area=2, grow=2.0)
+    assert len(boxes) == 1 and boxes[0].tolist() == approx([6.0, 6.0, 13.0, 13.0])
+    for bad in (0.5, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="grow must be a number >= 1"):
+            mask_to_boxes(mask, grow=bad)

@@ -51,6 +51,7 @@ def mask_to_boxes(
     connectivity: int = 8,
     split_depth: float = 0.0,
     split_cover: float = DEFAULT_MAX_COVER,
+    grow: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of a binary mask as boxes with scores.
 
@@ -69,6 +70,10 @@ def mask_to_boxes(
             (:func:`changeseg.region_split.split_components`; after ``merge_distance``).
         split_cover: a split is kept only where the pieces' boxes cover at most this multiple
             of the whole component's box (``inf``: every split).
+        grow: each box's width and height are multiplied by this about its centre (clipped to
+            the image) after ``min_area`` has been applied: 1 (default) keeps the component's
+            own box; a model trained on boxes shrunk by ``S`` per side (the ``deeppcb`` reader's
+            ``shrink``) finds cores whose boxes ``1 / (1 - 2S)`` restores.
 
     Returns:
         ``(boxes, scores)``: ``N×4`` float64 boxes ``x1, y1, x2, y2`` with inclusive pixel
@@ -89,7 +94,29 @@ def mask_to_boxes(
     _count, labels = split_components(source, split_depth, split_cover, connectivity)
     boxes, areas, scores = _group_components(binary, labels, prob, score)
     keep = areas >= max(int(min_area), 1)
-    return boxes[keep], scores[keep]
+    return grow_boxes(boxes[keep], grow, binary.shape), scores[keep]
+
+
+def check_grow(grow: float) -> None:
+    """Raise InputError unless `grow` (a box scale factor) is a finite number >= 1."""
+    if not (np.isfinite(grow) and grow >= 1.0):
+        raise InputError(f"box grow must be a number >= 1 (1 keeps each region's own box), got {grow}")
+
+
+def grow_boxes(boxes: np.ndarray, factor: float, shape: tuple[int, ...]) -> np.ndarray:
+    """``N×4`` inclusive-corner boxes scaled by `factor` about their centres, clipped to `shape` (H, W).
+
+    A box covering ``w`` pixel columns covers ``w · factor`` after it, centred where it was, so
+    a core found by a model trained on shrunk boxes gets the extent of the box it came from.
+    """
+    check_grow(factor)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if factor == 1.0 or len(boxes) == 0:
+        return boxes
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = ((boxes[:, 2:] - boxes[:, :2] + 1) * factor - 1) / 2
+    limit = np.array([shape[1] - 1, shape[0] - 1], dtype=np.float64)
+    return np.concatenate([np.clip(centre - half, 0, limit), np.clip(centre + half, 0, limit)], axis=1)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

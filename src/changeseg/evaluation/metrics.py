@@ -36,7 +36,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from changeseg.errors import InputError
-from changeseg.evaluation.boxes import DEEPPCB_IOU, average_precision, mask_to_boxes, match_boxes
+from changeseg.evaluation.boxes import (
+    DEEPPCB_IOU,
+    average_precision,
+    check_grow,
+    mask_to_boxes,
+    match_boxes,
+)
 from changeseg.evaluation.pixels import (
     C3PO_EPS,
     PixelCounts,
@@ -255,7 +261,9 @@ class BoxMetric(_MetricBase):
 
     ``split_depth`` > 0 splits predicted components that hold several blobs before boxing them
     (:func:`changeseg.region_split.split_components`, with ``split_cover``); ground-truth
-    boxes are never split. 0 (default) leaves the protocol as DeepPCB defines it.
+    boxes are never split. 0 (default) leaves the protocol as DeepPCB defines it. ``grow`` > 1
+    scales each predicted box about its centre (:func:`mask_to_boxes`), for a model trained on
+    shrunk boxes (the ``deeppcb`` reader's ``shrink``).
     """
 
     name = "boxes"
@@ -263,11 +271,13 @@ class BoxMetric(_MetricBase):
     def __init__(self, threshold: float = 0.5, iou_threshold: float = DEEPPCB_IOU,
                  min_area: int = 0, score: str = "mean", merge_distance: int = 0,
                  connectivity: int = 8, split_depth: float = 0.0,
-                 split_cover: float = DEFAULT_MAX_COVER) -> None:
+                 split_cover: float = DEFAULT_MAX_COVER, grow: float = 1.0) -> None:
         super().__init__(threshold)
         if score not in ("mean", "max"):
             raise InputError(f"box score must be 'mean' or 'max', got {score!r}")
         check_split(split_depth, split_cover)
+        check_grow(float(grow))
+        self.grow = float(grow)
         self.split_depth = float(split_depth)
         self.split_cover = float(split_cover)
         self.iou_threshold = float(iou_threshold)
@@ -292,7 +302,7 @@ class BoxMetric(_MetricBase):
         pred_boxes, scores = mask_to_boxes(
             image.predicted_change, image.change_probability, min_area=self.min_area,
             score=self.score, merge_distance=self.merge_distance, connectivity=self.connectivity,
-            split_depth=self.split_depth, split_cover=self.split_cover)
+            split_depth=self.split_depth, split_cover=self.split_cover, grow=self.grow)
         if image.boxes is not None:
             truth = image.boxes[:, :4]
         else:
@@ -331,6 +341,7 @@ class BoxMetric(_MetricBase):
             "connectivity": self.connectivity,
             "split_depth": self.split_depth,
             "split_cover": self.split_cover,
+            "grow": self.grow,
         }
 
 

@@ -136,3 +136,43 @@ def test_separate_gives_one_region_per_defect_on_real_boards():
 def test_separate_must_not_be_negative():
     with pytest.raises(InputError, match="separate must be >= 0"):
         DeepPCBDataset(require_real_data("deeppcb"), separate=-1)
+
+
+def test_shrink_paints_each_box_core():
+    boxes = np.array([[10, 10, 29, 19, 1], [30, 10, 49, 19, 2]])  # 20×10 boxes sharing an edge
+    core = rasterise_boxes(boxes, 40, 64, shrink=0.2)
+    expected = np.zeros((40, 64), np.uint8)
+    expected[12:18, 14:26] = 1  # 4 px in from each side along x (20 × 0.2), 2 px along y
+    expected[12:18, 34:46] = 1
+    assert (core == expected).all()
+    assert _components(rasterise_boxes(boxes, 40, 64)) == 1 and _components(core) == 2
+    assert (rasterise_boxes(boxes, 40, 64, typed=True, shrink=0.2)[12:18, 34:46] == 2).all()
+
+
+def test_shrunk_cores_grown_back_find_every_defect_on_real_boards():
+    from changeseg.evaluation.metrics import BoxMetric
+
+    root = require_real_data("deeppcb")
+    plain = BoxMetric(threshold=0.5)
+    shrunk = BoxMetric(threshold=0.5, grow=1 / (1 - 2 * 0.25))
+    unscaled = BoxMetric(threshold=0.5)
+    data = DeepPCBDataset(root, split="trainval", shrink=0.25)
+    for index in range(0, 1000, 10):
+        sample = data[index]
+        assert sample["boxes"].shape[0] >= 1  # the annotated boxes stay as they are
+        full = rasterise_boxes(sample["boxes"], 640, 640)
+        plain.update(full.astype(np.float32), full, sample["name"], boxes=sample["boxes"])
+        core = sample["mask"]
+        assert core.sum() < 0.5 * full.sum()
+        shrunk.update(core.astype(np.float32), full, sample["name"], boxes=sample["boxes"])
+        unscaled.update(core.astype(np.float32), full, sample["name"], boxes=sample["boxes"])
+    assert shrunk.compute()["f1"] > 0.995 > plain.compute()["f1"]
+    assert unscaled.compute()["f1"] < 0.5  # a core's box is ~1/4 of the defect's: IoU < 0.33
+
+
+@pytest.mark.parametrize("shrink", [-0.1, 0.5, 0.7])
+def test_shrink_must_leave_a_core(shrink):
+    with pytest.raises(InputError, match=r"shrink must be in \[0, 0.5\)"):
+        rasterise_boxes(np.array([[0, 0, 9, 9, 1]]), 16, 16, shrink=shrink)
+    with pytest.raises(InputError, match="shrink must be"):
+        DeepPCBDataset(require_real_data("deeppcb"), shrink=shrink)

@@ -19,6 +19,12 @@ overlap a little: where two boxes grown by N px meet, the mask is 0. Adjacent de
 apart in the target, as the box protocol needs them (one region per defect); without it, 23 of
 the 716 defects on `pcb`'s validation boards share a region even in the true mask. Boxes that
 overlap by more than half of the smaller one's area are left as they are.
+
+``shrink=S`` (a training option, 0 <= S < 0.5) paints each box with every side pulled in by
+``floor(S × side length)`` px: the target is the defect's core, so neighbours that touch or overlap
+a little are far apart in it (the "shrunk text kernels" of DBNet-style detectors). A model trained
+so finds cores; ``changeseg.evaluation.boxes.mask_to_boxes(grow=1 / (1 - 2S))`` grows their boxes
+back. The boxes in ``sample["boxes"]`` stay the annotated ones.
 """
 
 from __future__ import annotations
@@ -64,23 +70,36 @@ SEPARATE_MAX_OVERLAP = 0.5  # boxes overlapping more (of the smaller box's area)
 
 
 def rasterise_boxes(
-    boxes: np.ndarray, height: int, width: int, typed: bool = False, separate: int = 0
+    boxes: np.ndarray, height: int, width: int, typed: bool = False, separate: int = 0,
+    shrink: float = 0.0,
 ) -> np.ndarray:
     """Paint N×5 inclusive-corner boxes into an H×W uint8 mask (1, or the box type if typed).
 
     `separate` > 0 zeroes the band where two touching or slightly overlapping boxes, each grown
-    by `separate` px, meet (module docstring).
+    by `separate` px, meet; `shrink` > 0 paints only each box's core (module docstring).
     """
+    check_shrink(shrink)
     mask = np.zeros((height, width), dtype=np.uint8)
     boxes = clip_boxes(boxes, width, height)
     corners = np.stack([np.minimum(boxes[:, 0], boxes[:, 2]), np.minimum(boxes[:, 1], boxes[:, 3]),
                         np.maximum(boxes[:, 0], boxes[:, 2]), np.maximum(boxes[:, 1], boxes[:, 3])], 1)
+    if shrink > 0:
+        sides = corners[:, 2:] - corners[:, :2] + 1  # width, height of each box
+        inset = np.floor(sides * shrink).astype(np.int64)
+        corners = np.concatenate([corners[:, :2] + inset, corners[:, 2:] - inset], axis=1)
     for (x1, y1, x2, y2), kind in zip(corners, boxes[:, 4], strict=True):
         mask[y1 : y2 + 1, x1 : x2 + 1] = kind if typed else 1
     if separate > 0:
         for y1, y2, x1, x2 in _separating_bands(corners, separate):
             mask[y1 : y2 + 1, x1 : x2 + 1] = 0
     return mask
+
+
+def check_shrink(shrink: float) -> None:
+    """Raise InputError unless 0 <= `shrink` < 0.5 (the fraction of each side pulled in)."""
+    if not 0.0 <= shrink < 0.5:
+        raise InputError(f"deeppcb: shrink must be in [0, 0.5) (the fraction of each box side "
+                         f"pulled in), got {shrink}")
 
 
 def _separating_bands(corners: np.ndarray, grow: int) -> list[tuple[int, int, int, int]]:
@@ -108,7 +127,7 @@ class DeepPCBDataset(PairDataset):
     `split` names a list file in ``PCBData/`` (``"trainval"`` or ``"test"``); ``None`` takes
     every pair found in the group folders. `root` may be the folder holding ``PCBData/`` or
     ``PCBData/`` itself. `separate` > 0 cuts gaps between adjacent defects in the mask
-    (module docstring); the boxes are unchanged.
+    (module docstring); `shrink` > 0 paints each defect's core only; the boxes are unchanged.
     """
 
     def __init__(
@@ -117,9 +136,12 @@ class DeepPCBDataset(PairDataset):
         split: str | None = None,
         typed_mask: bool = False,
         separate: int = 0,
+        shrink: float = 0.0,
     ):
         if separate < 0:
             raise InputError(f"deeppcb: separate must be >= 0 pixels, got {separate}")
+        check_shrink(float(shrink))
+        self.shrink = float(shrink)
         self.root = Path(root)
         self.split = split
         self.typed_mask = typed_mask
@@ -186,5 +208,6 @@ class DeepPCBDataset(PairDataset):
         comparison = to_model_channels(read_image(tested, f"{name} tested image"), 1)
         height, width = reference.shape[:2]
         boxes = clip_boxes(read_boxes(box_file), width, height)
-        mask = rasterise_boxes(boxes, height, width, typed=self.typed_mask, separate=self.separate)
+        mask = rasterise_boxes(boxes, height, width, typed=self.typed_mask, separate=self.separate,
+                               shrink=self.shrink)
         return make_sample(reference, comparison, mask, name, boxes=boxes)
