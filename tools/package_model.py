@@ -39,6 +39,9 @@ def main() -> None:
                         help="decision threshold chosen on the validation split")
     parser.add_argument("--min-area", type=int, default=None,
                         help="default minimum region area (pixels) chosen on the validation split")
+    parser.add_argument("--box-grow", type=float, default=None,
+                        help="scale factor of each region's box about its centre, for a model trained "
+                             "on shrunk boxes (1 / (1 - 2 × the deeppcb reader's shrink))")
     parser.add_argument("--input-scaling", default=None,
                         help="how the model scales non-8-bit input (changeseg.io.scaling spec, e.g. "
                              "percentile:0,99.9 for models trained on OSCD's PNG renderings)")
@@ -49,6 +52,8 @@ def main() -> None:
         detector.config.threshold = args.threshold
     if args.min_area is not None:
         detector.config.metadata["min_area"] = args.min_area
+    if args.box_grow is not None:
+        detector.config.metadata["box_grow"] = args.box_grow
     if args.input_scaling is not None:
         from changeseg.io.scaling import parse_scaling
 

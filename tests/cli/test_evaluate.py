@@ -154,22 +154,25 @@ def test_pairs_the_model_trained_on_are_named_on_the_terminal_and_in_the_report(
     assert "TRAINED ON" not in capsys.readouterr().err
 
 
-def test_boxes_take_the_models_split_settings_unless_given(tmp_path, tiny_checkpoint, capsys):
+def test_boxes_take_the_models_split_and_grow_settings_unless_given(tmp_path, tiny_checkpoint, capsys):
     from changeseg.data.synthetic import write_synthetic_set
 
     pairs = write_synthetic_set(tmp_path / "synth", 2, size=64, seed=0)
     model = splitting_copy(tiny_checkpoint, tmp_path / "splitting-model")
     base = ["-d", f"folder:{pairs}", "--protocols", "boxes", "--worst", "0", "--precision", "fp32"]
-    cases = [(model, [], (1.0, 0.95)),
-             (model, ["--box-option", "split_depth=0"], (0.0, 0.95)),
-             (tiny_checkpoint, [], (0.0, 1.0))]
+    config = json.loads((model / "config.json").read_text())
+    config["metadata"]["box_grow"] = 1.25  # a model trained on shrunk boxes grows them back
+    (model / "config.json").write_text(json.dumps(config))
+    cases = [(model, [], (1.0, 0.95, 1.25)),
+             (model, ["--box-option", "split_depth=0", "--box-option", "grow=1"], (0.0, 0.95, 1.0)),
+             (tiny_checkpoint, [], (0.0, 1.0, 1.0))]
     for index, (folder, options, expected) in enumerate(cases):
         out = tmp_path / f"report{index}"
         code = evaluate.main(["-m", str(folder), *base, *options, "-o", str(out)])
         captured = capsys.readouterr()
         assert code == 0, captured.err
         boxes = json.loads((out / "metrics.json").read_text())["protocols"]["boxes"]
-        assert (boxes["split_depth"], boxes["split_cover"]) == expected, options
+        assert (boxes["split_depth"], boxes["split_cover"], boxes["grow"]) == expected, options
     code = evaluate.main(["-m", str(model), *base, "--box-option", "split_cover=0",
                           "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()

@@ -5,14 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from changeseg.box_grow import grow_boxes
 from changeseg.errors import InputError
-from changeseg.evaluation.boxes import (
-    average_precision,
-    box_iou,
-    grow_boxes,
-    mask_to_boxes,
-    match_boxes,
-)
+from changeseg.evaluation.boxes import average_precision, box_iou, mask_to_boxes, match_boxes
 
 approx = pytest.approx
 

@@ -11,6 +11,7 @@ import pytest
 from changeseg.errors import InputError
 from changeseg.inference.backend import (
     ProbaBackend,
+    backend_box_grow,
     backend_min_area,
     backend_split,
     backend_threshold,
@@ -67,3 +68,12 @@ def test_bad_split_settings_are_input_errors(depth, cover, message) -> None:
     if depth is not None and cover is not None:
         with pytest.raises(InputError, match=message):
             backend_split(bad_model)
+
+
+def test_box_grow_comes_from_the_model_and_must_be_at_least_one() -> None:
+    assert backend_box_grow(ThreeBands()) == 1.0 and backend_box_grow(object()) == 1.0
+    grown = SimpleNamespace(config=SimpleNamespace(metadata={"box_grow": 5 / 3}))
+    assert backend_box_grow(grown) == pytest.approx(5 / 3)
+    for bad in (0.5, "wide"):
+        with pytest.raises(InputError, match="box_grow|box grow"):
+            backend_box_grow(SimpleNamespace(config=SimpleNamespace(metadata={"box_grow": bad})))

@@ -156,3 +156,22 @@ def test_the_models_own_split_is_the_default(tiny_checkpoint, tmp_path, monkeypa
         image, image, split_depth=1, split_cover=0.95).regions) == 2
     with pytest.raises(InputError, match="split depth must be"):
         detector.predict(image, image, split_depth=-1)
+
+
+def test_the_models_own_box_grow_scales_the_region_boxes(tiny_checkpoint, tmp_path, monkeypatch):
+    import shutil
+
+    core = np.zeros((40, 40), bool)
+    core[16:24, 12:20] = True  # an 8×8 core: box (12, 16, 20, 24)
+    change = np.where(core, 0.9, 0.05).astype(np.float32)
+    monkeypatch.setattr(ChangeDetector, "predict_proba", lambda self, r, c: np.stack([1 - change, change]))
+    image = np.zeros((40, 40, 3), np.uint8)
+    plain = ChangeDetector.from_pretrained(tiny_checkpoint, precision="fp32").predict(image, image)
+    assert [r.box for r in plain.regions] == [(12, 16, 20, 24)]
+    folder = shutil.copytree(tiny_checkpoint, tmp_path / "grown")
+    config = json.loads((folder / "config.json").read_text())
+    config["metadata"]["box_grow"] = 1.5
+    (folder / "config.json").write_text(json.dumps(config))
+    result = ChangeDetector.from_pretrained(folder, precision="fp32").predict(image, image)
+    assert [r.box for r in result.regions] == [(10, 14, 22, 26)]  # 12×12 about the same centre
+    assert np.array_equal(result.mask, plain.mask) and result.regions[0].area == 64

@@ -98,3 +98,22 @@ def test_split_depth_splits_a_merged_region_and_default_does_not():
     # min_area applies to the pieces (372 and 364 px)
     regions, kept = find_regions(mask, probability, min_area=370, split_depth=2)
     assert [(r.box, r.area) for r in regions] == [((2, 2, 22, 22), 372)] and kept.sum() == 372
+
+
+def test_box_grow_scales_each_box_about_its_centre_and_clips():
+    mask = np.zeros((30, 40), bool)
+    mask[10:16, 20:24] = True  # a 4×6 core: box (20, 10, 24, 16), exclusive ends
+    mask[0:3, 0:3] = True  # a 3×3 core at the corner
+    probability = mask.astype(np.float32)
+    plain, kept = find_regions(mask, probability)
+    grown, grown_kept = find_regions(mask, probability, box_grow=2.0)
+    assert [r.box for r in plain] == [(20, 10, 24, 16), (0, 0, 3, 3)]
+    # 8×12 about the centre (22, 13); the corner box is clipped at 0 and rounded outwards
+    assert [r.box for r in grown] == [(18, 7, 26, 19), (0, 0, 5, 5)]
+    # only the boxes change: areas, centroids, scores and the mask are the cores'
+    assert [(r.area, r.centroid, r.mean_score) for r in grown] == [
+        (r.area, r.centroid, r.mean_score) for r in plain]
+    assert np.array_equal(kept, grown_kept)
+    edge = np.zeros((10, 10), bool)
+    edge[6:10, 6:10] = True
+    assert find_regions(edge, edge.astype(np.float32), box_grow=3.0)[0][0].box == (2, 2, 10, 10)

@@ -63,7 +63,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     from changeseg.evaluation.overlap import training_overlap
     from changeseg.evaluation.report import render_markdown
     from changeseg.evaluation.runner import evaluate
-    from changeseg.inference.backend import backend_min_area, backend_split
+    from changeseg.inference.backend import backend_box_grow, backend_min_area, backend_split
     from changeseg.inference.multiscale import TestViews, parse_scales, views_of, with_views
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.inference.tiling import Tiled, TilingOptions
@@ -92,7 +92,8 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     # regions with the model's own settings, as `detect` does (BoxMetric checks given values)
     split_depth, split_cover = backend_split(detector)
     box_settings = {"min_area": backend_min_area(detector), "split_depth": split_depth,
-                    "split_cover": split_cover, **parse_options(box_options, "--box-option")}
+                    "split_cover": split_cover, "grow": backend_box_grow(detector),
+                    **parse_options(box_options, "--box-option")}
     overlap = training_overlap(detector.config.metadata, data_spec, dataset.names, options)
     report = evaluate(
         predict, dataset, protocols=protocols, threshold=chosen, out_dir=out_dir, worst_k=worst,

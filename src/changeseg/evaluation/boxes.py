@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from changeseg.box_grow import grow_boxes
 from changeseg.errors import InputError
 from changeseg.region_split import DEFAULT_MAX_COVER, split_components
 
@@ -95,28 +96,6 @@ def mask_to_boxes(
     boxes, areas, scores = _group_components(binary, labels, prob, score)
     keep = areas >= max(int(min_area), 1)
     return grow_boxes(boxes[keep], grow, binary.shape), scores[keep]
-
-
-def check_grow(grow: float) -> None:
-    """Raise InputError unless `grow` (a box scale factor) is a finite number >= 1."""
-    if not (np.isfinite(grow) and grow >= 1.0):
-        raise InputError(f"box grow must be a number >= 1 (1 keeps each region's own box), got {grow}")
-
-
-def grow_boxes(boxes: np.ndarray, factor: float, shape: tuple[int, ...]) -> np.ndarray:
-    """``N×4`` inclusive-corner boxes scaled by `factor` about their centres, clipped to `shape` (H, W).
-
-    A box covering ``w`` pixel columns covers ``w · factor`` after it, centred where it was, so
-    a core found by a model trained on shrunk boxes gets the extent of the box it came from.
-    """
-    check_grow(factor)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    if factor == 1.0 or len(boxes) == 0:
-        return boxes
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = ((boxes[:, 2:] - boxes[:, :2] + 1) * factor - 1) / 2
-    limit = np.array([shape[1] - 1, shape[0] - 1], dtype=np.float64)
-    return np.concatenate([np.clip(centre - half, 0, limit), np.clip(centre + half, 0, limit)], axis=1)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

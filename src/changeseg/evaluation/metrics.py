@@ -35,14 +35,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from changeseg.box_grow import check_grow
 from changeseg.errors import InputError
-from changeseg.evaluation.boxes import (
-    DEEPPCB_IOU,
-    average_precision,
-    check_grow,
-    mask_to_boxes,
-    match_boxes,
-)
+from changeseg.evaluation.boxes import DEEPPCB_IOU, average_precision, mask_to_boxes, match_boxes
 from changeseg.evaluation.pixels import (
     C3PO_EPS,
     PixelCounts,

@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from changeseg.box_grow import check_grow
 from changeseg.errors import InputError
 from changeseg.region_split import DEFAULT_MAX_COVER, check_split
 
@@ -55,6 +56,22 @@ def backend_min_area(backend: Any) -> int:
     """
     metadata = getattr(getattr(backend, "config", None), "metadata", None) or {}
     return int(metadata.get("min_area", 0))
+
+
+def backend_box_grow(backend: Any) -> float:
+    """The backend's own region-box scale factor (config.metadata["box_grow"]), 1 when it has none.
+
+    A model trained on shrunk boxes (e.g. a `pcb` trained on the `deeppcb` reader's `shrink`)
+    marks each defect's core; its regions' boxes are grown by this about their centres
+    (`changeseg.box_grow`) so that they cover the defect. Raises InputError for a value < 1.
+    """
+    metadata = getattr(getattr(backend, "config", None), "metadata", None) or {}
+    try:
+        grow = float(metadata.get("box_grow", 1.0))
+    except (TypeError, ValueError) as error:
+        raise InputError(f"box_grow must be a number: {error}") from None
+    check_grow(grow)
+    return grow
 
 
 def backend_split(backend: Any, depth: float | None = None, cover: float | None = None

@@ -84,8 +84,8 @@ def detect_geotiff_windowed(backend: ProbaBackend, reference: str | os.PathLike,
     transform. The pair must share CRS and footprint. `threshold` and `min_area` default to
     the model's own; `scale` is the radiometric scaling (`changeseg.io.scaling`),
     whose percentiles are estimated here from evenly spaced rows of each raster. Regions are
-    collected strip by strip and never split (`changeseg.region_split`): a model's
-    `metadata.split_depth` / `split_cover` are ignored on this path.
+    collected strip by strip and never split (`changeseg.region_split`) nor grown: a model's
+    `metadata.split_depth` / `split_cover` / `box_grow` are ignored on this path.
 
     `tile_predictor(pair)`, when given, returns the function that predicts each batch of tiles
     (see `iter_blended_strips`) — e.g. on the workers of a Ray cluster

@@ -22,6 +22,7 @@ from changeseg.errors import InputError, PixelLimitError
 from changeseg.inference.align import AlignOptions, align_pair, fill_uncovered
 from changeseg.inference.backend import (
     ProbaBackend,
+    backend_box_grow,
     backend_min_area,
     backend_split,
     backend_threshold,
@@ -183,7 +184,7 @@ def result_of(backend: ProbaBackend, prepared: PreparedPair, probs: np.ndarray,
     timings: read (+ align), `inference_ms`, postprocess, and their total.
 
     `threshold`, `min_area`, `split_depth` and `split_cover` that are None take the model's own
-    (`changeseg.inference.backend`)."""
+    (`changeseg.inference.backend`); region boxes are grown by the model's own `box_grow`."""
     finishing = time.perf_counter()
     threshold = backend_threshold(backend) if threshold is None else float(threshold)
     min_area = backend_min_area(backend) if min_area is None else int(min_area)
@@ -191,7 +192,7 @@ def result_of(backend: ProbaBackend, prepared: PreparedPair, probs: np.ndarray,
     result = result_from_probabilities(probs, prepared.comparison, threshold, min_area,
                                        list(backend.class_names),  # type: ignore[attr-defined]
                                        getattr(backend, "name", ""), getattr(backend, "trained", True),
-                                       prepared.unknown, split_depth, split_cover)
+                                       prepared.unknown, split_depth, split_cover, backend_box_grow(backend))
     result.alignment = prepared.alignment
     timings = prepared.timings_ms
     prepare_ms = prepared.prepare_ms
@@ -386,8 +387,8 @@ def detect_windowed(backend: ProbaBackend, pair: PairInput, out_dir: str | os.Pa
     `changeseg.inference.windowed`, large GeoTIFF pairs through `changeseg.inference.geo`.
 
     These paths collect regions strip by strip (`changeseg.inference.tiling.StreamingRegions`)
-    and do not split merged regions: `options.split_depth` / `split_cover` and the model's own
-    `metadata.split_depth` / `split_cover` are ignored here."""
+    and do not split merged regions nor grow their boxes: `options.split_depth` / `split_cover`
+    and the model's own `metadata.split_depth` / `split_cover` / `box_grow` are ignored here."""
     from changeseg.inference.geo import detect_geotiff_windowed
 
     assert pair.reference_path is not None and pair.comparison_path is not None

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from changeseg.box_grow import grow_box
 from changeseg.region_split import DEFAULT_MAX_COVER, component_stats, split_components
 
 
@@ -31,15 +32,17 @@ class Region:
 
 def find_regions(mask: np.ndarray, probability: np.ndarray, min_area: int = 0,
                  labels: np.ndarray | None = None, class_names: list[str] | None = None,
-                 split_depth: float = 0.0, split_cover: float = DEFAULT_MAX_COVER
-                 ) -> tuple[list[Region], np.ndarray]:
+                 split_depth: float = 0.0, split_cover: float = DEFAULT_MAX_COVER,
+                 box_grow: float = 1.0) -> tuple[list[Region], np.ndarray]:
     """Connected components (8-connected) of a binary mask, largest first, and the kept mask.
 
     Components smaller than `min_area` pixels are dropped from both the regions and the
     returned mask. If a per-pixel class map `labels` and its `class_names` are given, each
     region is named by its majority class. `split_depth` > 0 first splits components that hold
     several blobs (`changeseg.region_split.split_components`, with `split_cover`); `min_area`
-    then applies to the pieces. 0 (default) keeps every component whole.
+    then applies to the pieces. 0 (default) keeps every component whole. `box_grow` > 1 scales
+    each region's box about its centre (`changeseg.box_grow.grow_box`; a model trained on shrunk
+    boxes marks cores); the area, centroid, scores and the mask stay the component's own.
     """
     if split_depth != 0:  # split_components refuses a negative depth
         count, components = split_components(mask, split_depth, split_cover)
@@ -65,9 +68,11 @@ def find_regions(mask: np.ndarray, probability: np.ndarray, min_area: int = 0,
         # the majority class (the lowest index on a tie), looked up for kept components only
         kept_labels = [class_names[int(i)] for i in votes[kept].argmax(axis=1)]
     regions = []
+    height, width = mask.shape[:2]
     for index, label in zip(kept, kept_labels, strict=True):
         x, y, w, h, area = (int(v) for v in stats[index])
-        regions.append(Region(0, (x, y, x + w, y + h), area,
+        box = grow_box((x, y, x + w, y + h), box_grow, width, height)
+        regions.append(Region(0, box, area,
                               (float(centroids[index][0]), float(centroids[index][1])),
                               float(means[index]), float(maxima[index]), label))
     regions.sort(key=lambda r: (-r.area, r.box))

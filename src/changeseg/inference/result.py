@@ -278,8 +278,8 @@ def match_size(reference: np.ndarray, comparison: np.ndarray, resize: bool) -> n
 def result_from_probabilities(probs: np.ndarray, comparison: np.ndarray, threshold: float,
                               min_area: int, class_names: list[str], model_name: str = "",
                               trained: bool = True, unknown: np.ndarray | None = None,
-                              split_depth: float = 0.0, split_cover: float = DEFAULT_MAX_COVER
-                              ) -> ChangeResult:
+                              split_depth: float = 0.0, split_cover: float = DEFAULT_MAX_COVER,
+                              box_grow: float = 1.0) -> ChangeResult:
     """Turn class probabilities (num_classes×H×W) into a ChangeResult.
 
     The change probability is 1 − p(class 0); pixels at or above `threshold` are changed
@@ -307,7 +307,7 @@ def result_from_probabilities(probs: np.ndarray, comparison: np.ndarray, thresho
         class_map[~raw_mask] = 0
     regions, mask = find_regions(raw_mask, probability, min_area, class_map,
                                  class_names if class_map is not None else None,
-                                 split_depth=split_depth, split_cover=split_cover)
+                                 split_depth=split_depth, split_cover=split_cover, box_grow=box_grow)
     if class_map is not None:
         class_map[~mask] = 0
     return ChangeResult(probability, mask, regions, comparison, threshold, class_map,

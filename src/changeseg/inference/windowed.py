@@ -161,8 +161,8 @@ def detect_images_windowed(backend: ProbaBackend, reference: str | os.PathLike, 
     `threshold` and `min_area` default to the model's own; `scale` is the radiometric scaling
     (`changeseg.io.scaling`; percentiles come from evenly spaced rows). The pair must have one
     size (no alignment or resizing on this path). Regions are collected strip by strip and never
-    split (`changeseg.region_split`): a model's `metadata.split_depth` / `split_cover` are
-    ignored on this path.
+    split (`changeseg.region_split`) nor their boxes grown: a model's `metadata.split_depth` /
+    `split_cover` / `box_grow` are ignored on this path.
     """
     started = time.perf_counter()
     tiling = tiling or default_windowed_tiling()

@@ -165,7 +165,8 @@ def web_manifest(onnx_folder: str | os.PathLike, name: str, model_url: str,
         "class_names": list(config.class_names),
         "threshold": float(config.threshold),
         "min_area": backend_min_area(SimpleNamespace(config=config)),
-        # no split_depth / split_cover: the page (ondevice.js) does not split merged regions
+        # no split_depth / split_cover / box_grow: the page (ondevice.js) neither splits merged
+        # regions nor grows their boxes
         "tiling": {"tile_size": tiling.tile_size, "overlap": int(tiling.overlap or 0),
                    "weight_floor": DEFAULT_WEIGHT_FLOOR},
         "overlay": {"alpha": OVERLAY_ALPHA, "colours": {k: list(v) for k, v in CLASS_COLOURS.items()},

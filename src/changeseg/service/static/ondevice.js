@@ -8,8 +8,9 @@
 // at least the threshold, typed models labelling each changed pixel with its most likely change
 // class (result.py); 8-connected regions, smaller ones than min_area dropped, largest first
 // (regions.py); the overlay tinted and outlined like ChangeResult.overlay(). Unlike the Python
-// pipeline, merged regions are never split here: a model's split_depth / split_cover (region_split.py)
-// are not in the manifest and do not apply in the browser.
+// pipeline, merged regions are never split here nor their boxes grown: a model's split_depth /
+// split_cover (region_split.py) and box_grow (box_grow.py) are not in the manifest and do not apply
+// in the browser.
 //
 // No build step and no external resources: onnxruntime-web's own ES modules are imported from
 // the runtime folder (RUNTIME_BASE) only when this mode is used. Exposes window.ChangesegOnDevice.
