@@ -41,13 +41,12 @@ def grow_box(box: tuple[int, int, int, int], factor: float, width: int, height: 
              ) -> tuple[int, int, int, int]:
     """An ``x0, y0, x1, y1`` box with **exclusive** ends scaled by `factor` about its centre.
 
-    The grown box is rounded outwards to whole pixels and clipped to a `width` × `height` image
-    (a region's box, `changeseg.inference.regions.Region.box`).
+    The same geometry as `grow_boxes`, rounded outwards to whole pixels and clipped to a
+    `width` × `height` image (a region's box, `changeseg.inference.regions.Region.box`).
     """
     if factor == 1.0:
         return box
     x0, y0, x1, y1 = box
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    half_w, half_h = (x1 - x0) * factor / 2, (y1 - y0) * factor / 2
-    return (max(0, math.floor(cx - half_w + 1e-9)), max(0, math.floor(cy - half_h + 1e-9)),
-            min(width, math.ceil(cx + half_w - 1e-9)), min(height, math.ceil(cy + half_h - 1e-9)))
+    ((gx0, gy0, gx1, gy1),) = grow_boxes(np.array([[x0, y0, x1 - 1, y1 - 1]]), factor, (height, width))
+    return (math.floor(gx0 + 1e-9), math.floor(gy0 + 1e-9),
+            math.ceil(gx1 - 1e-9) + 1, math.ceil(gy1 - 1e-9) + 1)
