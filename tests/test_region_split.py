@@ -90,3 +90,33 @@ def test_component_stats_match_opencv() -> None:
     ours, our_centroids = component_stats(labels, count)
     assert np.array_equal(ours[1:], stats[1:])
     assert np.allclose(our_centroids[1:], centroids[1:])
+
+
+def test_each_component_splits_as_it_would_alone() -> None:
+    # pairs of touching discs scattered with noise specks: the split of the whole mask is the
+    # union of each component's split on its own (components do not influence one another)
+    rng = np.random.default_rng(7)
+    mask = np.zeros((160, 200), bool)
+    for x, y in ((40, 40), (130, 40), (60, 120), (150, 115)):
+        mask[y - 30:y + 30, x - 30:x + 36] |= touching_pair(rng, diagonal=bool(rng.integers(2)))[:60, :66]
+    mask |= rng.random(mask.shape) > 0.995
+    count, labels = split_components(mask, depth=1, max_cover=0.95)
+    assert np.array_equal(labels > 0, mask)
+    plain_count, plain = cv2.connectedComponents(mask.astype(np.uint8))
+    assert count > plain_count  # some pairs were cut
+    for component in range(1, plain_count):
+        alone = np.where(plain == component, 1, 0).astype(bool)
+        alone_count, alone_labels = split_components(alone, depth=1, max_cover=0.95)
+        ours = labels[alone]
+        assert len(np.unique(ours)) == alone_count - 1
+        # the same partition of the component's pixels
+        pairs = {(int(a), int(b)) for a, b in zip(ours, alone_labels[alone], strict=True)}
+        assert len(pairs) == alone_count - 1
+
+
+def test_a_component_no_deeper_than_the_depth_is_never_split() -> None:
+    # two 3-px-thick bars crossing at an offset: two blobs of inscribed radius ~2 joined by a neck
+    mask = np.zeros((40, 40), bool)
+    mask[5:9, 5:25] = True
+    mask[8:30, 20:24] = True
+    assert split_components(mask, depth=4, max_cover=math.inf)[0] == 2

@@ -90,22 +90,73 @@ def split_components(mask: np.ndarray, depth: float = 0.0, max_cover: float = DE
         mask: H×W bool (or 0/1) mask.
         depth: how much narrower (pixels of inscribed radius) a neck must be than the blob
             centres it joins for a cut; 0 (default) splits nothing and returns exactly
-            OpenCV's connected components.
+            OpenCV's connected components. A component no deeper than `depth` (its largest
+            inscribed radius) has no such neck and is never split.
         max_cover: keep a component's split only if its pieces' boxes cover at most this
             multiple of the component's box area (``inf``: keep every split).
         connectivity: 8 (default) or 4, for the components and the watershed alike.
 
     Returns:
         ``(count, labels)`` as :func:`cv2.connectedComponents`: int32 labels, 0 the
-        background, regions numbered 1..count-1.
+        background, regions numbered 1..count-1: first the pieces of split components (in the
+        raster order of their blob centres), then the components kept whole (in OpenCV's order).
     """
     check_split(depth, max_cover)
     if connectivity not in (4, 8):
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
     binary = np.asarray(mask).astype(np.uint8)
-    count, components = cv2.connectedComponents(binary, connectivity=connectivity, ltype=cv2.CV_32S)
+    count, components, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=connectivity,
+                                                                   ltype=cv2.CV_32S)
     if depth == 0 or count <= 1:
         return count, components
+    # A component's distances to the background are the same on the whole image as in its own
+    # box plus one background pixel: every path to another component crosses background first.
+    distance = cv2.distanceTransform(binary, cv2.DIST_L2, 5)
+    deepest = np.zeros(count, dtype=np.float32)
+    np.maximum.at(deepest, components.ravel(), distance.ravel())
+    pieces: list[tuple[int, tuple[slice, slice], np.ndarray, int]] = []  # (key, window, labels, k)
+    for component in np.flatnonzero(deepest > depth):
+        if component == 0:
+            continue
+        window = _window(stats[component], binary.shape)
+        split = _split_one(components[window] == component, distance[window], depth, max_cover,
+                           connectivity, int(stats[component, cv2.CC_STAT_WIDTH])
+                           * int(stats[component, cv2.CC_STAT_HEIGHT]))
+        if split is None:
+            continue
+        labels, first = split
+        rows, cols = np.divmod(first, labels.shape[1])
+        keys = (rows + window[0].start) * binary.shape[1] + cols + window[1].start
+        pieces.extend((int(key), window, labels, k) for k, key in enumerate(keys, start=1))
+    if not pieces:
+        return count, components
+    # number the pieces first (raster order of their markers), then the unsplit components
+    pieces.sort(key=lambda piece: piece[0])
+    was_split = np.zeros(count, dtype=bool)
+    numbered = np.zeros(count, dtype=np.int32)
+    out = np.zeros(binary.shape, dtype=np.int32)
+    for number, (_key, window, labels, k) in enumerate(pieces, start=1):
+        region = labels == k
+        was_split[components[window][region]] = True
+        out[window][region] = number
+    whole = np.flatnonzero(~was_split[1:]) + 1
+    numbered[whole] = np.arange(len(pieces) + 1, len(pieces) + 1 + len(whole), dtype=np.int32)
+    keep = ~was_split[components]
+    out[keep] = numbered[components[keep]]
+    return len(pieces) + len(whole) + 1, out
+
+
+def _window(stat: np.ndarray, shape: tuple[int, ...]) -> tuple[slice, slice]:
+    """A component's box plus one pixel each way (where the image has one)."""
+    x, y, width, height = (int(v) for v in stat[:4])
+    return (slice(max(y - 1, 0), min(y + height + 1, shape[0])),
+            slice(max(x - 1, 0), min(x + width + 1, shape[1])))
+
+
+def _split_one(inside: np.ndarray, distance: np.ndarray, depth: float, max_cover: float,
+               connectivity: int, box_area: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Pieces of one component (labels 1..k in its window, and each marker's first raster index),
+    or None when it holds fewer than two blobs or its pieces' boxes fail the cover test."""
     try:
         from skimage.measure import label
         from skimage.morphology import local_maxima, reconstruction
@@ -113,29 +164,14 @@ def split_components(mask: np.ndarray, depth: float = 0.0, max_cover: float = DE
     except ImportError as error:  # pragma: no cover - scikit-image is a core dependency
         raise InputError("splitting regions needs scikit-image: pip install scikit-image") from error
     skconn = 2 if connectivity == 8 else 1
-    # work inside the mask's box plus one background pixel (where the image has one): the same
-    # distances and maxima as on the whole image, in a fraction of the time
-    ys, xs = np.nonzero(binary)
-    window = (slice(max(ys.min() - 1, 0), ys.max() + 2), slice(max(xs.min() - 1, 0), xs.max() + 2))
-    distance = cv2.distanceTransform(np.ascontiguousarray(binary[window]), cv2.DIST_L2, 5)
-    domes = reconstruction(distance - depth, distance, method="dilation")
-    markers = label(local_maxima(domes, connectivity=skconn) & (distance > 0), connectivity=skconn)
-    pieces = np.zeros(binary.shape, dtype=np.int32)
-    pieces[window] = watershed(-distance, markers, mask=binary[window].astype(bool), connectivity=skconn)
-    # pixels no marker reached (components shallower than `depth`) keep their component
-    unreached = (pieces == 0) & (components > 0)
-    pieces[unreached] = components[unreached] + int(markers.max())
-    n_pieces = int(pieces.max()) + 1
-    component_of = np.zeros(n_pieces, dtype=np.int64)
-    component_of[pieces[components > 0]] = components[components > 0]
-    piece_count = np.bincount(component_of[1:], minlength=count)
-    piece_boxes = np.bincount(component_of[1:], weights=_box_areas(pieces, n_pieces)[1:], minlength=count)
-    fits = (piece_boxes <= max_cover * _box_areas(components, count) if math.isfinite(max_cover)
-            else np.ones(count, dtype=bool))
-    split = (piece_count >= 2) & fits
-    split[0] = False
-    merged = np.where(split[components], pieces, components + n_pieces)
-    merged[components == 0] = 0
-    # number the regions 1.. again (0 stays the background, even in a mask with none)
-    _values, numbered = np.unique(np.r_[0, merged.ravel()], return_inverse=True)
-    return int(numbered.max()) + 1, numbered[1:].reshape(merged.shape).astype(np.int32)
+    own = np.where(inside, distance, 0).astype(np.float32)
+    domes = reconstruction(own - depth, own, method="dilation")
+    markers = label(local_maxima(domes, connectivity=skconn) & (own > 0), connectivity=skconn)
+    if markers.max() < 2:
+        return None
+    labels = watershed(-own, markers, mask=inside, connectivity=skconn)
+    n = int(labels.max()) + 1
+    if math.isfinite(max_cover) and _box_areas(labels, n)[1:].sum() > max_cover * box_area:
+        return None
+    _values, first = np.unique(markers.ravel(), return_index=True)
+    return labels, first[1:]
