@@ -63,7 +63,8 @@ class LocalCluster:
         self.stop_timeout_s = stop_timeout_s
         # short: Ray's Unix sockets live under it and their paths are limited to ~107 characters
         self.root = Path(tempfile.mkdtemp(prefix="csray-", dir="/tmp" if os.path.isdir("/tmp") else None))
-        self.port = free_port()
+        self._ports: set[int] = set()
+        self.port = self._new_port()
         self.address = f"127.0.0.1:{self.port}"
         token = self.root / "token"
         token.write_text(secrets.token_hex(32), encoding="utf-8")
@@ -74,6 +75,15 @@ class LocalCluster:
         self.processes: list[subprocess.Popen] = []
         self.logs: list[Path] = []
 
+    def _new_port(self) -> int:
+        """A free port this cluster has not handed out yet: the OS may offer a port again as soon
+        as its probe closes, and Ray refuses to start when two of its components share one."""
+        while True:
+            port = free_port()
+            if port not in self._ports:
+                self._ports.add(port)
+                return port
+
     def _start_node(self, name: str, head: bool) -> None:
         folder = self.root / name
         folder.mkdir()
@@ -81,10 +91,10 @@ class LocalCluster:
         command = [ray_executable(), "start", "--block", "--node-ip-address=127.0.0.1",
                    f"--num-cpus={self.cpus_per_node}", "--num-gpus=0", f"--temp-dir={folder}",
                    f"--object-store-memory={self.object_store_mb * 2**20}", "--disable-usage-stats",
-                   f"--dashboard-agent-listen-port={free_port()}", "--log-style=record"]
+                   f"--dashboard-agent-listen-port={self._new_port()}", "--log-style=record"]
         if head:
             command += ["--head", f"--port={self.port}", "--include-dashboard=false",
-                        f"--ray-client-server-port={free_port()}"]
+                        f"--ray-client-server-port={self._new_port()}"]
         else:
             command += [f"--address={self.address}"]
         with open(log, "wb") as sink:
