@@ -176,3 +176,24 @@ def test_shrink_must_leave_a_core(shrink):
         rasterise_boxes(np.array([[0, 0, 9, 9, 1]]), 16, 16, shrink=shrink)
     with pytest.raises(InputError, match="shrink must be"):
         DeepPCBDataset(require_real_data("deeppcb"), shrink=shrink)
+
+
+def test_cores_paint_whole_boxes_and_their_cores_on_real_boards():
+    root = require_real_data("deeppcb")
+    plain = DeepPCBDataset(root, split="trainval")
+    both = DeepPCBDataset(root, split="trainval", cores=0.2)
+    assert both.class_names == ["unchanged", "changed", "core"]
+    for index in (0, 500, 999):
+        sample = both[index]
+        whole = plain[index]["mask"]
+        core = rasterise_boxes(sample["boxes"], 640, 640, shrink=0.2)
+        assert ((sample["mask"] > 0) == (whole > 0)).all()  # the change is the whole boxes
+        assert ((sample["mask"] == 2) == (core > 0)).all()  # class 2 is exactly the cores
+        assert 0 < (sample["mask"] == 2).sum() < (sample["mask"] == 1).sum() + (sample["mask"] == 2).sum()
+
+
+@pytest.mark.parametrize("options", [{"cores": 0.5}, {"cores": -0.1}, {"cores": 0.2, "shrink": 0.2},
+                                     {"cores": 0.2, "typed_mask": True}])
+def test_cores_reject_bad_values_and_other_label_options(options):
+    with pytest.raises(InputError, match="cores"):
+        DeepPCBDataset(require_real_data("deeppcb"), **options)

@@ -25,6 +25,11 @@ overlap by more than half of the smaller one's area are left as they are.
 a little are far apart in it (the "shrunk text kernels" of DBNet-style detectors). A model trained
 so finds cores; ``changeseg.evaluation.boxes.mask_to_boxes(grow=1 / (1 - 2S))`` grows their boxes
 back. The boxes in ``sample["boxes"]`` stay the annotated ones.
+
+``cores=S`` (a training option, 0 < S < 0.5, not with ``typed_mask`` or ``shrink``) paints both:
+each whole box as class 1 and its core (``shrink=S``) as class 2, so one three-class model
+(``DEEPPCB_CORE_CLASSES``) learns a defect's extent and the core that tells touching neighbours
+apart (PSENet's kernels; ``bench/pcb_cores.py`` cuts the whole regions between the cores).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ from changeseg.labels import BINARY_CLASSES
 
 DEFECT_TYPES = ("open", "short", "mousebite", "spur", "copper", "pin-hole")
 DEFECT_CLASSES = (BINARY_CLASSES[0], *DEFECT_TYPES)
+DEEPPCB_CORE_CLASSES = (*BINARY_CLASSES, "core")
+"""Classes of the ``cores`` option: unchanged, changed (the whole box), core (its shrunk middle)."""
 
 
 def read_boxes(path: Path) -> np.ndarray:
@@ -95,10 +102,10 @@ def rasterise_boxes(
     return mask
 
 
-def check_shrink(shrink: float) -> None:
+def check_shrink(shrink: float, option: str = "shrink") -> None:
     """Raise InputError unless 0 <= `shrink` < 0.5 (the fraction of each side pulled in)."""
     if not 0.0 <= shrink < 0.5:
-        raise InputError(f"deeppcb: shrink must be in [0, 0.5) (the fraction of each box side "
+        raise InputError(f"deeppcb: {option} must be in [0, 0.5) (the fraction of each box side "
                          f"pulled in), got {shrink}")
 
 
@@ -127,7 +134,8 @@ class DeepPCBDataset(PairDataset):
     `split` names a list file in ``PCBData/`` (``"trainval"`` or ``"test"``); ``None`` takes
     every pair found in the group folders. `root` may be the folder holding ``PCBData/`` or
     ``PCBData/`` itself. `separate` > 0 cuts gaps between adjacent defects in the mask
-    (module docstring); `shrink` > 0 paints each defect's core only; the boxes are unchanged.
+    (module docstring); `shrink` > 0 paints each defect's core only; `cores` > 0 paints whole
+    boxes as class 1 and their cores as class 2; the boxes are unchanged.
     """
 
     def __init__(
@@ -137,16 +145,23 @@ class DeepPCBDataset(PairDataset):
         typed_mask: bool = False,
         separate: int = 0,
         shrink: float = 0.0,
+        cores: float = 0.0,
     ):
         if separate < 0:
             raise InputError(f"deeppcb: separate must be >= 0 pixels, got {separate}")
         check_shrink(float(shrink))
+        check_shrink(float(cores), "cores")
+        if cores > 0 and (typed_mask or shrink > 0):
+            raise InputError("deeppcb: cores paints whole boxes and their cores; it does not go "
+                             "with typed_mask or shrink")
         self.shrink = float(shrink)
+        self.cores = float(cores)
         self.root = Path(root)
         self.split = split
         self.typed_mask = typed_mask
         self.separate = int(separate)
-        self.class_names = list(DEFECT_CLASSES if typed_mask else BINARY_CLASSES)
+        self.class_names = list(DEFECT_CLASSES if typed_mask
+                                else DEEPPCB_CORE_CLASSES if self.cores > 0 else BINARY_CLASSES)
         data = self.root / "PCBData" if (self.root / "PCBData").is_dir() else self.root
         if not data.is_dir() or not any(data.glob("group*")):
             raise InputError(
@@ -210,4 +225,6 @@ class DeepPCBDataset(PairDataset):
         boxes = clip_boxes(read_boxes(box_file), width, height)
         mask = rasterise_boxes(boxes, height, width, typed=self.typed_mask, separate=self.separate,
                                shrink=self.shrink)
+        if self.cores > 0:
+            mask[rasterise_boxes(boxes, height, width, shrink=self.cores) > 0] = 2
         return make_sample(reference, comparison, mask, name, boxes=boxes)
