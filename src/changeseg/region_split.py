@@ -105,9 +105,11 @@ def split_components(mask: np.ndarray, depth: float = 0.0, max_cover: float = DE
     if connectivity not in (4, 8):
         raise InputError(f"connectivity must be 4 or 8, got {connectivity}")
     binary = np.asarray(mask).astype(np.uint8)
+    if depth == 0:
+        return cv2.connectedComponents(binary, connectivity=connectivity, ltype=cv2.CV_32S)
     count, components, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=connectivity,
                                                                    ltype=cv2.CV_32S)
-    if depth == 0 or count <= 1:
+    if count <= 1:
         return count, components
     # A component's distances to the background are the same on the whole image as in its own
     # box plus one background pixel: every path to another component crosses background first.
