@@ -34,6 +34,7 @@ from changeseg.evaluation.boxes import DEEPPCB_IOU, mask_to_boxes, match_boxes
 from changeseg.evaluation.selection import probability_function, read_names
 from changeseg.inference.multiscale import with_views
 from changeseg.inference.predictor import ChangeDetector
+from changeseg.region_split import component_stats
 
 SHIPPED_SPLIT = {"split_depth": 1.0, "split_cover": 0.95}
 
@@ -42,25 +43,26 @@ def predictions(model: str, data: str, names: str, cache: Path, part: str = "cha
                 ) -> dict[str, np.ndarray]:
     """Per validation board of `model`: its change probability (`part` "change") or its "core"
     class's probability ("core"), predicted once and cached as float16."""
-    path = cache / (model.strip("/").replace("/", "_") + ("" if part == "change" else "-core") + ".npz")
-    if path.exists():
-        with np.load(path) as stored:
+    stem = model.strip("/").replace("/", "_")
+    paths = {"change": cache / f"{stem}.npz", "core": cache / f"{stem}-core.npz"}
+    if paths[part].exists():
+        with np.load(paths[part]) as stored:
             return {name: stored[name].astype(np.float32) for name in stored.files}
     detector = ChangeDetector.from_pretrained(model)
     classes = list(detector.config.class_names)
     predict = probability_function(with_views(detector, False, None), binary=False)
     dataset = PairSubset(open_dataset(data), read_names(names, detector.config.metadata, data))
-    change, core = {}, {}
+    parts: dict[str, dict[str, np.ndarray]] = {"change": {}, "core": {}}
     for sample in dataset:
         probs = predict(sample["reference"], sample["comparison"])
-        change[sample["name"]] = (1.0 - probs[0]).astype(np.float16)
+        parts["change"][sample["name"]] = (1.0 - probs[0]).astype(np.float16)
         if "core" in classes:
-            core[sample["name"]] = probs[classes.index("core")].astype(np.float16)
+            parts["core"][sample["name"]] = probs[classes.index("core")].astype(np.float16)
     cache.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache / (model.strip("/").replace("/", "_") + ".npz"), **change)
-    if core:
-        np.savez_compressed(cache / (model.strip("/").replace("/", "_") + "-core.npz"), **core)
-    return predictions(model, data, names, cache, part)
+    for key, values in parts.items():
+        if values:
+            np.savez_compressed(paths[key], **values)
+    return {name: value.astype(np.float32) for name, value in parts[part].items()}
 
 
 def core_split_boxes(full: np.ndarray, cores: np.ndarray, threshold: float, min_area: int,
@@ -91,17 +93,17 @@ def core_split_boxes(full: np.ndarray, cores: np.ndarray, threshold: float, min_
         inside = mask & several[labels]
         split_markers = np.where(inside, markers, 0)
         pieces = watershed(-cores, split_markers, mask=inside, connectivity=2)
-        if mode == "pieces":
-            for piece in np.unique(pieces[pieces > 0]):
-                ys, xs = np.nonzero(pieces == piece)
-                out_boxes.append(np.array([[xs.min(), ys.min(), xs.max(), ys.max()]], dtype=np.float64))
-                out_scores.append(np.array([float(full[ys, xs].max())]))
-        else:
-            for core in np.unique(split_markers[split_markers > 0]):
-                ys, xs = np.nonzero(split_markers == core)
-                box = np.array([[xs.min(), ys.min(), xs.max(), ys.max()]], dtype=np.float64)
-                out_boxes.append(grow_boxes(box, grow, full.shape))
-                out_scores.append(np.array([float(cores[ys, xs].max())]))
+        ids, source = (pieces, full) if mode == "pieces" else (split_markers, cores)
+        n_ids = int(ids.max()) + 1
+        id_stats, _ = component_stats(ids, n_ids)
+        present = id_stats[:, 4] > 0
+        present[0] = False
+        x, y, w, h = (id_stats[present, i].astype(np.float64) for i in range(4))
+        boxes = np.stack([x, y, x + w - 1, y + h - 1], axis=1)
+        peaks = np.zeros(n_ids)
+        np.maximum.at(peaks, ids.ravel(), source.ravel())
+        out_boxes.append(boxes if mode == "pieces" else grow_boxes(boxes, grow, full.shape))
+        out_scores.append(peaks[present])
     return np.concatenate(out_boxes).reshape(-1, 4), np.concatenate(out_scores)
 
 

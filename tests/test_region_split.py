@@ -120,3 +120,8 @@ def test_a_component_no_deeper_than_the_depth_is_never_split() -> None:
     mask[5:9, 5:25] = True
     mask[8:30, 20:24] = True
     assert split_components(mask, depth=4, max_cover=math.inf)[0] == 2
+    # a pair that splits at depth 1 stays whole once the depth reaches its deepest radius
+    pair = touching_pair(np.random.default_rng(3), diagonal=True)
+    deepest = float(cv2.distanceTransform(pair.astype(np.uint8), cv2.DIST_L2, 5).max())
+    assert split_components(pair, depth=1)[0] == 3
+    assert split_components(pair, depth=deepest)[0] == 2

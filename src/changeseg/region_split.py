@@ -117,9 +117,7 @@ def split_components(mask: np.ndarray, depth: float = 0.0, max_cover: float = DE
     deepest = np.zeros(count, dtype=np.float32)
     np.maximum.at(deepest, components.ravel(), distance.ravel())
     pieces: list[tuple[int, tuple[slice, slice], np.ndarray, int]] = []  # (key, window, labels, k)
-    for component in np.flatnonzero(deepest > depth):
-        if component == 0:
-            continue
+    for component in np.flatnonzero(deepest > depth):  # never 0: the background's distance is 0
         window = _window(stats[component], binary.shape)
         split = _split_one(components[window] == component, distance[window], depth, max_cover,
                            connectivity, int(stats[component, cv2.CC_STAT_WIDTH])

@@ -29,7 +29,7 @@ def test_new_class_scores_as_the_copied_one(tmp_path: Path) -> None:
     config, state = load_checkpoint(tmp_path / "three")
     assert config.model["num_classes"] == 3 and config.class_names == ["unchanged", "changed", "core"]
     assert config.threshold == 0.68 and config.metadata == {"min_area": 200}
-    grown = build_model(**{**config.model}).eval()
+    grown = build_model(**config.model).eval()
     grown.load_state_dict(state)
     pair = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
