@@ -18,6 +18,7 @@ transform, kept where the pieces' boxes cover at most that multiple of the whole
 S per side, the `deeppcb` reader's `shrink`, takes G = 1 / (1 - 2S)); the default is the model's
 own (`metadata.box_grow`, else 1). `--scales 2` predicts each pair enlarged 2× (as `changeseg
 evaluate --scales 2`); the default is the model's own (2 for a model trained with `data.val_scale: 2`).
+`--tta` averages each pair's probabilities over a mirrored and a swapped view (as `changeseg evaluate --tta`).
 """
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ def main() -> None:
                         "(default: the model's own metadata.box_grow, else 1)")
     parser.add_argument("--scales", default=None, help="comma-separated scales the pairs are predicted at, "
                         "probabilities averaged (as `changeseg evaluate --scales`; default: the model's own)")
+    parser.add_argument("--tta", action="store_true", help="average over a mirrored and a swapped view of "
+                        "each pair (as `changeseg evaluate --tta`; three forward passes)")
     args = parser.parse_args()
 
     detector = ChangeDetector.from_pretrained(args.model)
-    predictor = with_views(detector, False, args.scales)
+    predictor = with_views(detector, args.tta, args.scales)
     dataset = open_dataset(args.data)
     dataset = PairSubset(dataset, read_names(args.names, detector.config.metadata, args.data))
     predict = probability_function(predictor, binary=True)
@@ -96,7 +99,8 @@ def main() -> None:
     best = max(rows, key=lambda r: (r["box_f1"], -r["min_area"], r["split_depth"] == 0,
                                     r["split_depth"], -abs(r["threshold"] - 0.5)))
     scales = list(views_of(predictor).scales)
-    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "scales": scales, "grow": grow,
+    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "scales": scales, "tta": args.tta,
+                      "grow": grow,
                       "best": best}))
 
 
