@@ -31,7 +31,8 @@ from changeseg.io.images import write_png
 root, scene, factor, out, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), Path(sys.argv[4]), int(sys.argv[5])
 train = open_dataset(f"sbi2015:{root}", scenes=[scene], pairs_per_scene=3, seed=seed)
 drawn = open_dataset(f"sbi2015:{root}", scenes=[scene], pairs_per_scene=16)  # default's validation draw
-test = [name for name in drawn.names if name not in set(train.names)]
+trained = set(train.names)
+test = [name for name in drawn.names if name not in trained]
 (out / "test-names.txt").write_text("\n".join(test) + "\n", encoding="utf-8")
 for index in range(len(train)):
     sample = train[index]

@@ -98,10 +98,9 @@ def main() -> None:
     # ties: the smaller area, no (or the least eager) split, the threshold nearest 0.5
     best = max(rows, key=lambda r: (r["box_f1"], -r["min_area"], r["split_depth"] == 0,
                                     r["split_depth"], -abs(r["threshold"] - 0.5)))
-    scales = list(views_of(predictor).scales)
-    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "scales": scales, "tta": args.tta,
-                      "grow": grow,
-                      "best": best}))
+    views = views_of(predictor)  # what the predictor really averages over, not what was asked
+    print(json.dumps({"pairs": len(dataset), "oracle": args.oracle, "scales": list(views.scales),
+                      "tta": views.tta, "grow": grow, "best": best}))
 
 
 if __name__ == "__main__":
