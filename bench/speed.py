@@ -169,8 +169,8 @@ def runner_factory(path: str, job: dict[str, Any], threads: int) -> Callable[[in
 
     import torch
 
+    from changeseg.imagenet import IMAGENET_MEAN, IMAGENET_STD
     from changeseg.inference.export import ProbabilityGraph
-    from changeseg.io.checkpoints import IMAGENET_MEAN, IMAGENET_STD
     from changeseg.models.presets import build_preset
 
     torch.set_num_threads(threads)

@@ -10,11 +10,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "changeseg"
 # the bottom: they import nothing from changeseg (region_split, box_grow: only errors), so anyone
 # may import them (and the package root's __version__)
-BASE = {"errors", "labels", "region_split", "box_grow", "hardware", "changeseg"}
+BASE = {"errors", "labels", "region_split", "box_grow", "hardware", "imagenet", "changeseg"}
 ALLOWED = {
     "errors": {"changeseg"},
     "labels": set(),
     "hardware": set(),
+    "imagenet": set(),
     "region_split": {"errors"},
     "box_grow": {"errors"},
     "models": BASE,

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from changeseg.errors import WeightsNotFoundError
+from changeseg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from changeseg.models import backbones
-from changeseg.models.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone, load_pretrained_state
+from changeseg.models.backbones import Backbone, load_pretrained_state
 from changeseg.models.efficientnet_lite import (
     PUBLISHED_MEAN,
     PUBLISHED_STD,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from changeseg import __version__
 from changeseg.errors import CheckpointError
+from changeseg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from changeseg.io.images import atomic_write, write_json
 from changeseg.labels import BINARY_CLASSES
 
@@ -29,8 +30,6 @@ FORMAT_NAME = "changeseg-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def packaged_models() -> dict[str, Path]:

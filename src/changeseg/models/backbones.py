@@ -18,6 +18,7 @@ import torchvision
 from torch import Tensor, nn
 
 from changeseg.errors import ConfigError, WeightsNotFoundError
+from changeseg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from changeseg.models import efficientnet_lite
 
 REDUCTIONS = (4, 8, 16, 32)
@@ -63,11 +64,8 @@ def _lite_stages(net: nn.Module) -> list[nn.Module]:
     return _sliced(net.stage_ends)(net)
 
 
-# The recipes' input normalisation (ImageNet statistics), folded into Lite's stem on loading.
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
 def _convert_lite(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    # The recipes' default input normalisation is folded into Lite's stem on loading.
     return efficientnet_lite.fold_input_normalisation(
         efficientnet_lite.convert_published_state(state), IMAGENET_MEAN, IMAGENET_STD)
 
@@ -185,8 +183,6 @@ def adapt_first_conv(net: nn.Module, in_channels: int) -> None:
 
 def weights_filename(name: str) -> str:
     """The file name torchvision uses for a backbone's ImageNet weights (its hub cache name)."""
-    if BACKBONES[name].published_file is not None:
-        return f"{name.replace('_', '-')}-*.pth (from {BACKBONES[name].published_package})"
     weights = torchvision.models.get_weight(BACKBONES[name].weights)
     return os.path.basename(weights.url)
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from changeseg.errors import ConfigError
+from changeseg.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from changeseg.labels import BINARY_CLASSES, TYPED_CLASSES
 from changeseg.training.losses import LossConfig
 
@@ -139,8 +140,8 @@ class DataSection:
     batch_size: int = 8
     val_batch_size: int = 1
     num_workers: int = 2
-    mean: list[float] = field(default_factory=lambda: [0.485, 0.456, 0.406])
-    std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     class_names: list[str] | None = None
     labels: str = "binary"
     augment: AugmentSection = field(default_factory=AugmentSection)
