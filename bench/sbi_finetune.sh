@@ -7,9 +7,11 @@
 # the same pairs. Prints one line per scene. About 8 min per fine-tune on the 2-core CPU.
 #   bash bench/sbi_finetune.sh [SBI2015_DIR]    (default ../shared/data/surveillance/sbi2015) → runs/sbi-finetune/
 # FINETUNE_ARGS adds `changeseg finetune` options and overrides, OUT moves the runs, PAIR_SEED
-# draws other training pairs (default 7), SCENES picks the scenes, e.g.
+# draws other training pairs (default 7), SCENES picks the scenes, FROM the starting model or preset
+# (default `default`; the zero-shot column stays `default`'s), e.g.
 #   FINETUNE_ARGS="optim.lr=3e-4" OUT=runs/sbi-finetune-lr3e4 bash bench/sbi_finetune.sh
 #   FINETUNE_ARGS="seed=43" PAIR_SEED=8 OUT=runs/sbi-finetune-p8 bash bench/sbi_finetune.sh
+#   FINETUNE_ARGS="--scale 2" SCENES="CaVignal Board" OUT=runs/sbi-scale/x2 bash bench/sbi_finetune.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
@@ -18,12 +20,13 @@ BIN=.venv/bin
 OUT=${OUT:-runs/sbi-finetune}
 SCENES=${SCENES:-CaVignal HallAndMonitor}
 PAIR_SEED=${PAIR_SEED:-7}
+FROM=${FROM:-default}
 read -r -a EXTRA <<< "${FINETUNE_ARGS:-}"
 KEPT=$($BIN/python -c "from changeseg.io.checkpoints import model_folder, read_config; print(read_config(model_folder('default')).threshold)")
 for scene in $SCENES; do
   run=$OUT/$scene
   # 3 pairs of the scene drawn with PAIR_SEED (default's validation draw uses seed 0)
-  $BIN/changeseg finetune --from default -d "sbi2015:$DATA" -o "$run" --no-progress \
+  $BIN/changeseg finetune --from "$FROM" -d "sbi2015:$DATA" -o "$run" --no-progress \
     "data.train.0.options={scenes: [$scene], pairs_per_scene: 3, seed: $PAIR_SEED}" "${EXTRA[@]}"
   $BIN/python - "$run" "$DATA" "$scene" <<'EOF'
 import json

@@ -4,7 +4,8 @@
 
 The validation pairs of every non-synthetic source recorded in RUN/summary.json are pooled
 (pixel counts over all of them, the `global` protocol) and the threshold is swept in 0.01
-steps, exactly as `changeseg finetune` does after fine-tuning. Only validation pairs are used.
+steps, exactly as `changeseg finetune` does after fine-tuning, at the model's own scales. Only
+validation pairs are used.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 
 from changeseg.evaluation.threshold import choose_threshold
+from changeseg.inference.multiscale import with_views
 from changeseg.inference.predictor import ChangeDetector
 
 
@@ -24,7 +26,8 @@ def main() -> None:
     args = parser.parse_args()
     summary = json.loads((args.run / "summary.json").read_text(encoding="utf-8"))
     detector = ChangeDetector.from_pretrained(args.run / "best", precision="fp32")
-    chosen = choose_threshold(detector, args.run / "best", summary["split"]["sources"])
+    # at the scales the model records (a run with data.val_scale), as detect and evaluate run it
+    chosen = choose_threshold(with_views(detector), args.run / "best", summary["split"]["sources"])
     if chosen is None:
         raise SystemExit(f"{args.run}: no non-synthetic validation pairs to choose a threshold on")
     print(f"{args.run / 'best'}: threshold {chosen['threshold']:.2f} "

@@ -208,3 +208,45 @@ def test_finetune_interpolate_needs_a_model_to_average_with(capsys: pytest.Captu
     assert code == 1
     lines = error_lines(capsys)
     assert len(lines) == 1 and "--interpolate" in lines[0] and "preset" in lines[0]
+
+
+def test_finetune_scale_enlarges_small_frames_and_runs_at_that_scale(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None) -> None:
+    """--scale 2 trains on the pairs enlarged, records scales [2] and chooses the threshold at 2×,
+    as detect and evaluate then run the model."""
+    pairs = write_pairs(tmp_path / "pairs", count=6, size=24, seed=4)
+    common = ["--data", f"folder:{pairs}", "--no-progress", "data.crop_size=32", "data.num_workers=0",
+              "data.batch_size=2", "data.train.0.samples_per_epoch=4", "trainer.max_epochs=1",
+              "trainer.accelerator=cpu"]
+    plain = tmp_path / "plain"
+    assert finetune_main(["--from", "c3po-mobilenetv2-fcn", "--out", str(plain), *common,
+                          "model.pretrained=null", "model.fpn_channels=16"]) == 0
+    capsys.readouterr()
+    assert "scales" not in read_config(plain / "best").metadata
+
+    scaled = tmp_path / "scaled"
+    assert finetune_main(["--from", str(plain / "best"), "--out", str(scaled), "--scale", "2", *common]) == 0
+    capsys.readouterr()
+    config = read_config(scaled / "best")
+    assert config.metadata["scales"] == [2.0]
+    recipe = config.metadata["training"]["recipe"]["data"]
+    assert recipe["train_scale"] == 2.0 and recipe["val_scale"] == 2.0
+    # the threshold's F1 is the sweep's best over the training pairs predicted at 2×, not at 1×
+    from changeseg.evaluation.runner import evaluate
+    from changeseg.evaluation.selection import probability_function, recorded_pairs
+    from changeseg.inference.multiscale import with_views
+    from changeseg.inference.predictor import ChangeDetector
+
+    (source,) = json.loads((scaled / "summary.json").read_text())["split"]["sources"]
+    (train_part,) = recorded_pairs([source], "train_names")
+    detector = ChangeDetector.from_pretrained(scaled / "best", precision="fp32")
+    swept = {views: evaluate(probability_function(backend, True), train_part, protocols="sweep",
+                             threshold=config.threshold, progress=False)
+             for views, backend in (("x2", with_views(detector)), ("x1", detector))}
+    assert config.metadata["threshold_choice"]["f1"] == pytest.approx(swept["x2"]["best_f1"])
+    assert swept["x2"]["best_f1"] != pytest.approx(swept["x1"]["best_f1"], abs=1e-6)
+    assert config.threshold == pytest.approx(swept["x2"]["best_threshold"])
+
+    assert finetune_main(["--from", str(plain / "best"), "--scale", "9", *common]) == 1
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "--scale 9" in lines[0] and "[0.25, 4]" in lines[0]

@@ -15,6 +15,7 @@ from changeseg.data.transforms import (
     RandomRotate90,
     RandomRotation,
     RandomScale,
+    ScaledPairs,
     ToneCurve,
     TransformedDataset,
     VerticalFlip,
@@ -257,3 +258,20 @@ def test_transformed_dataset_is_reproducible():
     assert torch.equal(a[2]["reference"], b[2]["reference"])
     a.set_epoch(1)
     assert not torch.equal(a[2]["reference"], b[2]["reference"])
+
+
+def test_scaled_pairs_enlarge_every_pair_and_keep_ignore_labels() -> None:
+    sample = marked()
+    sample["mask"][0:4, :] = IGNORE_INDEX  # e.g. SBI2015's 170 (shadow / unsure), read as ignore
+    scaled = ScaledPairs([sample], 2)
+    assert len(scaled) == 1
+    big = scaled[0]
+    assert big["reference"].shape == (2 * H, 2 * W, 3) and big["mask"].shape == (2 * H, 2 * W)
+    assert set(np.unique(big["mask"])) == {0, 1, IGNORE_INDEX}  # nearest: no blended label values
+    assert (big["mask"] == IGNORE_INDEX).sum() == 4 * (sample["mask"] == IGNORE_INDEX).sum()
+    assert (big["mask"] == 1).sum() == 4  # the one marked pixel, four times over
+    assert big["name"] == "m"
+    assert np.abs(big["boxes"][0, :4] - 2 * sample["boxes"][0, :4]).max() <= 1  # boxes follow
+    assert ScaledPairs([sample], 0.5)[0]["mask"].shape == (H // 2, W // 2)
+    with pytest.raises(InputError, match="factor"):
+        ScaledPairs([sample], 0)

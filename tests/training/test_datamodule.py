@@ -250,6 +250,30 @@ def test_scene_holdout_with_a_per_source_val_fraction(pairs: Path, tmp_path: Pat
     assert validated == sorted(folder["val_names"] + scenes_val["val_names"])
 
 
+@pytest.mark.parametrize("per_epoch", [None, 6])
+def test_train_scale_enlarges_small_training_frames_before_the_crop(tmp_path: Path, per_epoch) -> None:
+    """20² frames in 32² crops are padded (ignore) in every crop; enlarged 2× first they fill it,
+    both for a plain source and for one served as random crops; validation stays as it is."""
+    small = write_pairs(tmp_path / "small", count=8, size=20, seed=5)
+    crops = f", samples_per_epoch: {per_epoch}" if per_epoch else ""
+
+    def served(*overrides: str) -> tuple[list[dict], list[dict]]:
+        section = data_section(f"data.train=[{{spec: 'folder:{small}'{crops}}}]", *overrides)
+        dm = ChangeDataModule(section, seed=0)
+        dm.setup("fit")
+        return batches(dm.train_dataloader()), batches(dm.val_dataloader())
+
+    plain_train, plain_val = served()
+    scaled_train, scaled_val = served("data.train_scale=2")
+    assert all((b["mask"] == 255).any() for b in plain_train)
+    assert not any((b["mask"] == 255).any() for b in scaled_train)
+    assert all(b["reference"].shape[-2:] == (32, 32) for b in scaled_train)
+    assert [b["reference"].shape for b in scaled_val] == [b["reference"].shape for b in plain_val]
+    assert scaled_val[0]["reference"].shape[-2:] == (20, 20)
+    with pytest.raises(ConfigError, match="train_scale"):
+        data_section(f"data.train=[{{spec: 'folder:{small}'}}]", "data.train_scale=-1")
+
+
 def test_val_scale_enlarges_validation_pairs_only(pairs: Path) -> None:
     plain = batches(module(pairs).val_dataloader())
     enlarged = batches(module(pairs, "data.val_scale=2").val_dataloader())

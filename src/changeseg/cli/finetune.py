@@ -42,9 +42,15 @@ DEFAULT_ALPHA = 1.0
               help="Average the weights: RUN/best = (1-ALPHA)·start + ALPHA·fine-tuned (WiSE-FT; "
                    "the fine-tuned weights alone stay in RUN/best-tuned). 1 keeps the fine-tuned "
                    "weights. Needs --from a model, not a preset.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              metavar="F",
+              help="Enlarge the training pairs F× as they are read, before cropping "
+                   "(data.train_scale), and validate at F× (data.val_scale); the fine-tuned model "
+                   "records F and detects at F×. To try with frames smaller than the 256 px crops.")
 @click.argument("overrides", nargs=-1, metavar="[KEY.SUB=VALUE]...")
 def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | None, resume: bool,
-            no_progress: bool, keep_threshold: bool, alpha: float, overrides: tuple[str, ...]) -> int:
+            no_progress: bool, keep_threshold: bool, alpha: float, scale: float,
+            overrides: tuple[str, ...]) -> int:
     """Fine-tune a change model on a handful of pairs; the result lands in RUN/best/.
 
     The recipe suits few pairs: learning rate 3e-5 (1e-4 from a preset), 20 epochs of 64
@@ -56,15 +62,19 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     threshold on the validation pairs carved from --data (20 %); with fewer than 10 pairs
     none are held out and the threshold is chosen on the training pairs (set
     data.val_fraction to hold some back; --keep-threshold keeps the old threshold).
+    Frames smaller than the training crop fill only part of it; --scale F enlarges them
+    (the threshold is then chosen, and the model detects, at F×).
 
     \b
     Examples:
       changeseg finetune --from default --data folder:my_pairs
       changeseg finetune --from runs/aerial/best --data folder:my_pairs
       changeseg finetune --from c3po-mobilenetv2-fcn --data pcd:data/tsunami optim.lr=1e-4
+      changeseg finetune --from default --data folder:small_frames --scale 3
     """
     trainer = import_training()
     from changeseg.evaluation.threshold import choose_threshold
+    from changeseg.inference.multiscale import MAX_SCALE, MIN_SCALE, with_views
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.io.checkpoints import model_folder
     from changeseg.training.recipe import FINETUNE_FEW_PAIRS, finetune_base, load_recipe
@@ -73,7 +83,11 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     folder = model_folder(start)  # a model shipped with changeseg may be given by name
     if folder is not None:
         start = str(folder)
+    if not MIN_SCALE <= scale <= MAX_SCALE:
+        raise ConfigError(f"--scale {scale:g}: give a factor in [{MIN_SCALE:g}, {MAX_SCALE:g}]")
     base = finetune_base(start, list(data))
+    if scale != 1.0:  # --config and KEY=VALUE may still set either
+        base["data"]["train_scale"] = base["data"]["val_scale"] = scale
     if alpha < 1.0 and not Path(start).is_dir():
         raise ConfigError(f"--interpolate {alpha:g} needs --from a trained model to average with; "
                           f"{start} is a preset (use --interpolate 1)")
@@ -99,7 +113,8 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
         if not keep_threshold:
             summary = json.loads((recipe.run_dir() / "summary.json").read_text(encoding="utf-8"))
             detector = ChangeDetector.from_pretrained(best, precision="fp32")
-            chosen = choose_threshold(detector, Path(best), summary["split"]["sources"],
+            # at the scales the model records (--scale), as detect and evaluate will run it
+            chosen = choose_threshold(with_views(detector), Path(best), summary["split"]["sources"],
                                       training_fallback=True)
             if chosen is not None:
                 click.echo(f"decision threshold: {chosen['threshold']:.2f} (best F1 "

@@ -437,6 +437,30 @@ def to_tensors(
     return out
 
 
+class ScaledPairs(Dataset):
+    """Every pair of `dataset` resized by one fixed `factor` (images bilinear, masks nearest, so
+    ignore labels stay ignore): small frames enlarged before training crops are cut from them.
+
+    A 200×136 frame inside a 256² crop is 42 % content and 58 % padding; enlarged 2× it fills
+    the crop. Keeps `names` and `class_names`.
+    """
+
+    def __init__(self, dataset: Dataset, factor: float) -> None:
+        if not factor > 0:
+            raise InputError(f"ScaledPairs: factor must be > 0, got {factor}")
+        self.dataset, self.factor = dataset, float(factor)
+        self.class_names = list(getattr(dataset, "class_names", []))
+        self.names = list(getattr(dataset, "names", []))
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> PairSample:
+        sample = self.dataset[index]
+        height, width = sample["mask"].shape
+        return resize(sample, max(1, round(width * self.factor)), max(1, round(height * self.factor)))
+
+
 class TransformedDataset(Dataset):
     """Apply a transform (and optionally `to_tensors`) to each sample of a dataset.
 

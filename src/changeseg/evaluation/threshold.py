@@ -24,11 +24,12 @@ def choose_threshold(detector: Any, model_dir: Path, sources: Sequence[dict[str,
     """Set the model in `model_dir` to its best-F1 threshold on its run's validation pairs.
 
     `detector` is the model loaded from `model_dir` (anything with ``prepare``,
-    ``predict_proba`` and ``config.threshold``, e.g. a `ChangeDetector`); `sources` is the
-    run's ``summary.json`` ``split.sources``. With `training_fallback`, a run without
-    validation pairs chooses on its training pairs. Rewrites the model's config.json
-    (atomically) and returns ``{"threshold", "f1", "pairs", "on"}`` (`on`: "validation" or
-    "training"), or None when there are no pairs to choose on.
+    ``predict_proba`` and ``config.threshold``, e.g. a `ChangeDetector`, wrapped by
+    `changeseg.inference.multiscale.with_views` so that a model recording its own scales is
+    scored at them); `sources` is the run's ``summary.json`` ``split.sources``. With
+    `training_fallback`, a run without validation pairs chooses on its training pairs.
+    Rewrites the model's config.json (atomically) and returns ``{"threshold", "f1", "pairs",
+    "on"}`` (`on`: "validation" or "training"), or None when there are no pairs to choose on.
     """
     on = "validation"
     parts = validation_pairs(sources)

@@ -49,6 +49,7 @@ from changeseg.data.transforms import (
     RandomRotate90,
     RandomRotation,
     RandomScale,
+    ScaledPairs,
     ToneCurve,
     TransformedDataset,
     VerticalFlip,
@@ -487,7 +488,9 @@ class ChangeDataModule(pl.LightningDataModule):
             return train, val, info
         dataset = self._open(entry)
         train_names, val_names = carve_split(dataset.names, fraction, cfg.val_seed)
-        train_subset = PairSubset(dataset, train_names)
+        train_subset: Dataset = PairSubset(dataset, train_names)
+        if cfg.train_scale != 1.0:  # before cropping: a small frame enlarged fills the crop
+            train_subset = ScaledPairs(train_subset, cfg.train_scale)
         val_subset = PairSubset(dataset, val_names) if val_names else None
         train: Dataset = train_subset
         if entry.samples_per_epoch:

@@ -124,7 +124,10 @@ class DataSection:
     (never a test split). `crop_size` is the training crop (None: whole images, which then
     must all have one size); `val_tile` serves validation images as tiles of that size
     (None: whole images); `val_scale` resizes validation images by that factor first, for a
-    model meant to run at `--scales val_scale` (trained with `augment.scale` around it).
+    model meant to run at `--scales val_scale` (trained with `augment.scale` around it, or with
+    `train_scale`); `train_scale` resizes every pair read for training (not generated synthetic
+    pairs) by that factor before it is cropped and augmented, e.g. 2 for frames smaller than the
+    crop (`changeseg finetune --scale`).
     `labels` is "binary" or "typed" (synthetic typed masks).
     """
 
@@ -137,6 +140,7 @@ class DataSection:
     val_tile: int | None = None
     val_tile_overlap: int = 0
     val_scale: float = 1.0
+    train_scale: float = 1.0
     batch_size: int = 8
     val_batch_size: int = 1
     num_workers: int = 2
@@ -401,8 +405,9 @@ def _validate(recipe: Recipe) -> None:
                               "data.train sources (a data.val source is validated on whole)")
     if not 0.0 <= data.val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {data.val_fraction}")
-    if not data.val_scale > 0:
-        raise ConfigError(f"data.val_scale must be > 0, got {data.val_scale}")
+    for name in ("val_scale", "train_scale"):
+        if not getattr(data, name) > 0:
+            raise ConfigError(f"data.{name} must be > 0, got {getattr(data, name)}")
     if data.batch_size < 1 or data.val_batch_size < 1:
         raise ConfigError("data.batch_size and data.val_batch_size must be >= 1")
     if data.labels not in ("binary", "typed"):
