@@ -167,6 +167,12 @@ def resize(sample: PairSample, width: int, height: int) -> PairSample:
     )
 
 
+def scale_sample(sample: PairSample, factor: float) -> PairSample:
+    """Resize a sample by `factor` (each side rounded, at least 1 px; see `resize`)."""
+    height, width = sample["mask"].shape
+    return resize(sample, max(1, round(width * factor)), max(1, round(height * factor)))
+
+
 # ---------------------------------------------------------------- random geometric transforms
 
 
@@ -232,9 +238,7 @@ class RandomScale:
     def __call__(self, sample: PairSample, rng: np.random.Generator) -> PairSample:
         if rng.random() >= self.p:
             return sample
-        scale = float(rng.uniform(self.min_scale, self.max_scale))
-        height, width = sample["mask"].shape
-        return resize(sample, max(1, round(width * scale)), max(1, round(height * scale)))
+        return scale_sample(sample, float(rng.uniform(self.min_scale, self.max_scale)))
 
 
 class RandomCrop:
@@ -456,9 +460,7 @@ class ScaledPairs(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> PairSample:
-        sample = self.dataset[index]
-        height, width = sample["mask"].shape
-        return resize(sample, max(1, round(width * self.factor)), max(1, round(height * self.factor)))
+        return scale_sample(self.dataset[index], self.factor)
 
 
 class TransformedDataset(Dataset):
