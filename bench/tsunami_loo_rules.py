@@ -10,7 +10,12 @@ itself), are scored on held-out pair k at three thresholds:
 - `fine-tuning pairs`: the best-F1 threshold on the split's other two pairs pooled (what
   `changeseg finetune` chooses when it holds no pair back);
 - `validation pair`: the best-F1 threshold on the pair the fine-tune held back, when it held
-  one (`summary.json`; what `changeseg finetune` chooses with a validation split).
+  one (`summary.json`; what `changeseg finetune` chooses with a validation split);
+- `fine-tuning pairs at 1x`: for a model that records its own scales (`changeseg finetune
+  --scale F`), the best-F1 threshold on the other two pairs seen at 1x — the pair as it is —
+  while the held-out pair is still scored at the model's scales.
+
+Every model is run at the scales it records, as `changeseg evaluate` runs it.
 
     OMP_WAIT_POLICY=PASSIVE python bench/tsunami_loo_rules.py runs/tsunami-loo-all20 --alphas 0,0.5,1
 
@@ -55,14 +60,19 @@ def best_threshold(probabilities: Sequence[np.ndarray], masks: Sequence[np.ndarr
 
 
 def rule_thresholds(probabilities: Sequence[np.ndarray], masks: Sequence[np.ndarray], held_out: int,
-                    validation: int | None, kept: float) -> dict[str, float]:
-    """Each rule's threshold for the split that holds out pair `held_out` (module docstring)."""
+                    validation: int | None, kept: float,
+                    at_one: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+    """Each rule's threshold for the split that holds out pair `held_out` (module docstring);
+    `at_one`, the pairs' probabilities at 1x for a model that runs at other scales."""
     others = [i for i in range(len(probabilities)) if i != held_out]
     rules = {"kept": kept,
              "fine-tuning pairs": best_threshold([probabilities[i] for i in others],
                                                  [masks[i] for i in others])}
     if validation is not None:
         rules["validation pair"] = best_threshold([probabilities[validation]], [masks[validation]])
+    if at_one is not None:
+        rules["fine-tuning pairs at 1x"] = best_threshold([at_one[i] for i in others],
+                                                          [masks[i] for i in others])
     return rules
 
 
@@ -107,6 +117,7 @@ def main() -> int:
 
     from changeseg.data.datasets import open_dataset
     from changeseg.evaluation.selection import probability_function
+    from changeseg.inference.multiscale import model_scales, with_views
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.io.checkpoints import model_folder, read_config
     from changeseg.training.weight_averaging import interpolate_models
@@ -117,8 +128,8 @@ def main() -> int:
     start = model_folder(args.start) or Path(args.start)
     kept = read_config(start).threshold
 
-    def probabilities(folder: Path) -> list[np.ndarray]:
-        predict = probability_function(ChangeDetector.from_pretrained(folder, precision="fp32"), binary=True)
+    def probabilities(detector: ChangeDetector, scales: tuple[float, ...] | None = None) -> list[np.ndarray]:
+        predict = probability_function(with_views(detector, scales=scales), binary=True)
         return [predict(sample["reference"], sample["comparison"]) for sample in samples]
 
     rows: dict[tuple[float, str], list[tuple[float, np.ndarray]]] = {}
@@ -130,8 +141,10 @@ def main() -> int:
                 folder = start if alpha == 0 else tuned
                 if 0 < alpha < 1:
                     folder = interpolate_models(start, tuned, alpha, Path(scratch) / f"{k}-{alpha}")
-                probs = probabilities(folder)
-                for rule, threshold in rule_thresholds(probs, masks, k, validation, kept).items():
+                detector = ChangeDetector.from_pretrained(folder, precision="fp32")
+                probs = probabilities(detector)
+                at_one = probabilities(detector, (1.0,)) if model_scales(detector) != (1.0,) else None
+                for rule, threshold in rule_thresholds(probs, masks, k, validation, kept, at_one).items():
                     scored = counts_at(probs[k], masks[k], threshold)
                     rows.setdefault((alpha, rule), []).append((threshold, scored))
     for (alpha, rule), scored in rows.items():

@@ -212,8 +212,8 @@ def test_finetune_interpolate_needs_a_model_to_average_with(capsys: pytest.Captu
 
 def test_finetune_scale_enlarges_small_frames_and_runs_at_that_scale(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None) -> None:
-    """--scale 2 trains on the pairs enlarged, records scales [2] and chooses the threshold at 2×,
-    as detect and evaluate then run the model."""
+    """--scale 2 trains on the pairs enlarged and records scales [2], so detect and evaluate run the
+    model at 2×; with no pairs held out, the threshold is chosen on the training pairs at 1×."""
     pairs = write_pairs(tmp_path / "pairs", count=6, size=24, seed=4)
     common = ["--data", f"folder:{pairs}", "--no-progress", "data.crop_size=32", "data.num_workers=0",
               "data.batch_size=2", "data.train.0.samples_per_epoch=4", "trainer.max_epochs=1",
@@ -231,7 +231,7 @@ def test_finetune_scale_enlarges_small_frames_and_runs_at_that_scale(
     assert config.metadata["scales"] == [2.0]
     recipe = config.metadata["training"]["recipe"]["data"]
     assert recipe["train_scale"] == 2.0 and recipe["val_scale"] == 2.0
-    # the threshold's F1 is the sweep's best over the training pairs predicted at 2×, not at 1×
+    # the threshold's F1 is the sweep's best over the training pairs predicted at 1×, not at 2×
     from changeseg.evaluation.runner import evaluate
     from changeseg.evaluation.selection import probability_function, recorded_pairs
     from changeseg.inference.multiscale import with_views
@@ -243,9 +243,13 @@ def test_finetune_scale_enlarges_small_frames_and_runs_at_that_scale(
     swept = {views: evaluate(probability_function(backend, True), train_part, protocols="sweep",
                              threshold=config.threshold, progress=False)
              for views, backend in (("x2", with_views(detector)), ("x1", detector))}
-    assert config.metadata["threshold_choice"]["f1"] == pytest.approx(swept["x2"]["best_f1"])
+    choice = config.metadata["threshold_choice"]
+    assert choice["f1"] == pytest.approx(swept["x1"]["best_f1"])
     assert swept["x2"]["best_f1"] != pytest.approx(swept["x1"]["best_f1"], abs=1e-6)
-    assert config.threshold == pytest.approx(swept["x2"]["best_threshold"])
+    assert config.threshold == pytest.approx(swept["x1"]["best_threshold"])
+    assert choice["rule"] == "best F1 on the run's training pairs at 1x"
+    plain_rule = read_config(plain / "best").metadata["threshold_choice"]["rule"]
+    assert plain_rule == "best F1 on the run's training pairs"
 
     assert finetune_main(["--from", str(plain / "best"), "--scale", "9", *common]) == 1
     lines = error_lines(capsys)

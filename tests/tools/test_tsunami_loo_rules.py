@@ -39,6 +39,18 @@ def test_each_rule_chooses_on_its_own_pairs() -> None:
     assert 0.09 < chosen["fine-tuning pairs"] <= 0.30
     assert chosen["validation pair"] == 0.5
     assert "validation pair" not in rules.rule_thresholds(probabilities, masks, 0, None, 0.39)
+    assert "fine-tuning pairs at 1x" not in chosen
+
+
+def test_a_scaled_model_also_gets_the_threshold_chosen_at_1x() -> None:
+    # at the model's scale the training pairs change at 0.9, at 1x at 0.4: the two rules differ
+    at_scale = [pair(0, 0.6), pair(1, 0.9), pair(2, 0.9)]
+    at_one = [pair(0, 0.6), pair(1, 0.4), pair(2, 0.4)]
+    masks = [mask for _, mask in at_scale]
+    chosen = rules.rule_thresholds([p for p, _ in at_scale], masks, held_out=0, validation=None, kept=0.39,
+                                   at_one=[p for p, _ in at_one])
+    assert 0.09 < chosen["fine-tuning pairs at 1x"] <= 0.40
+    assert chosen["fine-tuning pairs"] > 0.40
 
 
 def test_alphas_mix_the_fine_tuned_weights_alone(tmp_path: Path) -> None:

@@ -46,7 +46,8 @@ DEFAULT_ALPHA = 1.0
               metavar="F",
               help="Enlarge the training pairs F× as they are read, before cropping "
                    "(data.train_scale), and validate at F× (data.val_scale); the fine-tuned model "
-                   "records F and detects at F×. To try with frames smaller than the 256 px crops.")
+                   "records F and detects at F×; a threshold chosen on the training pairs is "
+                   "chosen on them at 1×. To try with frames smaller than the 256 px crops.")
 @click.argument("overrides", nargs=-1, metavar="[KEY.SUB=VALUE]...")
 def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | None, resume: bool,
             no_progress: bool, keep_threshold: bool, alpha: float, scale: float,
@@ -63,7 +64,8 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
     none are held out and the threshold is chosen on the training pairs (set
     data.val_fraction to hold some back; --keep-threshold keeps the old threshold).
     Frames smaller than the training crop fill only part of it; --scale F enlarges them
-    (the threshold is then chosen, and the model detects, at F×).
+    (the model then detects at F×; a threshold chosen on the training pairs is chosen on them
+    as they are, at 1×).
 
     \b
     Examples:
@@ -113,9 +115,12 @@ def command(start: str, data: tuple[str, ...], config: Path | None, out: Path | 
         if not keep_threshold:
             summary = json.loads((recipe.run_dir() / "summary.json").read_text(encoding="utf-8"))
             detector = ChangeDetector.from_pretrained(best, precision="fp32")
-            # at the scales the model records (--scale), as detect and evaluate will run it
+            # at the scales the model records (--scale), as detect and evaluate will run it; its
+            # own training pairs, seen enlarged, at 1x (docs/training.md, "`--scale F`")
+            enlarged = recipe.data.train_scale != 1.0
             chosen = choose_threshold(with_views(detector), Path(best), summary["split"]["sources"],
-                                      training_fallback=True)
+                                      training_fallback=True,
+                                      training_detector_1x=detector if enlarged else None)
             if chosen is not None:
                 click.echo(f"decision threshold: {chosen['threshold']:.2f} (best F1 "
                            f"{chosen['f1']:.3f} on {chosen['pairs']} {chosen['on']} pairs)")
