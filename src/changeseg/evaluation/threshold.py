@@ -30,8 +30,8 @@ def choose_threshold(detector: Any, model_dir: Path, sources: Sequence[dict[str,
     `changeseg.inference.multiscale.with_views` so that a model recording its own scales is
     scored at them); `sources` is the run's ``summary.json`` ``split.sources``. With
     `training_fallback`, a run without validation pairs chooses on its training pairs; a model
-    that trained on them enlarged has seen them at its own scale, where its probabilities are
-    higher than on new pairs, so `training_detector_1x`, when given (the same model run at 1×),
+    that trained on them enlarged has seen them at its own scale, where their best threshold
+    comes out higher than new pairs' do, so `training_detector_1x`, when given (the model at 1×),
     scores them instead (measured on the TSUNAMI leave-one-out: docs/training.md, "`--scale F`").
     Rewrites the model's config.json (atomically) and returns ``{"threshold", "f1", "pairs",
     "on"}`` (`on`: "validation" or "training"), or None when there are no pairs to choose on.
