@@ -36,13 +36,12 @@ def choose_threshold(detector: Any, model_dir: Path, sources: Sequence[dict[str,
     Rewrites the model's config.json (atomically) and returns ``{"threshold", "f1", "pairs",
     "on"}`` (`on`: "validation" or "training"), or None when there are no pairs to choose on.
     """
-    on, scorer, rule = "validation", detector, "best F1 on the run's validation pairs"
+    on, scorer = "validation", detector
     parts = validation_pairs(sources)
     if training_fallback and not any(len(part) for part in parts):
         on, parts = "training", recorded_pairs(sources, "train_names")
-        rule = "best F1 on the run's training pairs"
         if training_detector_1x is not None:
-            scorer, rule = training_detector_1x, rule + " at 1x"
+            scorer = training_detector_1x
     pairs = sum(len(part) for part in parts)
     if not pairs:
         return None
@@ -53,7 +52,8 @@ def choose_threshold(detector: Any, model_dir: Path, sources: Sequence[dict[str,
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["threshold"] = float(report["best_threshold"])
     config.setdefault("metadata", {})["threshold_choice"] = {
-        "rule": rule, "pairs": pairs,
+        "rule": f"best F1 on the run's {on} pairs{' at 1x' if scorer is not detector else ''}",
+        "pairs": pairs,
         "f1": report["best_f1"], "previous": detector.config.threshold}
     write_json(config_path, config)
     return {"threshold": config["threshold"], "f1": report["best_f1"], "pairs": pairs, "on": on}
