@@ -81,6 +81,22 @@ def tiny_checkpoint(tmp_path_factory, request):
 
 
 @pytest.fixture(scope="session")
+def tiny_with_domain(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint with a `fixed-camera` domain calibration that gives change more
+    probability (T 1, no-change bias -1), as `tools/calibrate_model.py --domain` records one."""
+    import json
+    import shutil
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-domain"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.setdefault("metadata", {})["domains"] = {
+        "fixed-camera": {"temperature": 1.0, "no_change_bias": -1.0}}
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_export(tiny_checkpoint, tmp_path_factory):
     """The tiny checkpoint's ONNX export (its ExportReport), made once per session and shared by
     every test that needs an ONNX model."""

@@ -5,8 +5,9 @@
 The final classifier (the head's last 1×1 convolution) gains a row: the weights and bias of
 class `--copy`, so the new model at step 0 scores the new class as it scored that one (e.g.
 `pcb`'s "core" class starts as its "changed" class; a `model.init_from` of the new folder then
-trains all three). Everything else, the threshold and the metadata, are kept; the class count in
-`config.json` grows by one and `--name` is appended to its class names.
+trains all three). Everything else, the threshold and the metadata, are kept (but for domain
+calibrations, `metadata.domains`, fitted on the old outputs); the class count in `config.json` grows
+by one and `--name` is appended to its class names.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def add_class(source: str, target: str, name: str, copy: int) -> int:
     state[weight] = torch.cat([state[weight], state[weight][copy : copy + 1]])
     state[bias] = torch.cat([state[bias], state[bias][copy : copy + 1]])
     model = {**config.model, "num_classes": classes + 1}
-    save_checkpoint(target, state, replace(config, model=model,
+    metadata = {key: value for key, value in config.metadata.items() if key != "domains"}
+    save_checkpoint(target, state, replace(config, model=model, metadata=metadata,
                                            class_names=[*config.class_names, name]))
     return classes + 1
 

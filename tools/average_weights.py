@@ -82,8 +82,9 @@ def main() -> None:
                   f"no-change bias {undone.no_change_bias:+.3f})")
         states.append(state)
     averaged = average_states(states)
+    # a domain calibration sits on top of the ingredients' own calibration: stale for the soup
     metadata = {key: value for key, value in config.metadata.items()
-                if key not in ("calibration", "packaged_from")}
+                if key not in ("calibration", "packaged_from", "domains")}
     metadata["averaged_from"] = list(args.checkpoints)
     # an uncalibrated soup decides at the threshold its first ingredient had before calibration
     threshold = float(config.metadata.get("calibration", {}).get("previous_threshold", config.threshold))

@@ -22,6 +22,15 @@ pairs should be given: the numbers are in-sample for the fit.
 --names and --data-option work as in `changeseg evaluate`. One --names applies to every
 DATA_SPEC; several apply in order, one per DATA_SPEC ("-" = all of that set's pairs).
 `--data-option N:KEY=VALUE` applies to the N-th DATA_SPEC only (1-based).
+
+With `--domain NAME` the pairs are one domain's (e.g. fixed-camera frames) and nothing is
+folded: a temperature and a no-change bias fitted on them go on top of the model's own
+calibration, recorded as `metadata.domains.NAME` (`changeseg.evaluation.calibration.fit_domain`;
+applied by `changeseg detect --domain NAME`); the weights and the threshold stay as they are.
+
+    .venv/bin/python tools/calibrate_model.py default sbi2015:../shared/data/surveillance/sbi2015 \
+        --data-option "scenes=[CaVignal, HallAndMonitor]" --data-option pairs_per_scene=16 \
+        --domain fixed-camera --out runs/calibrated/default-fixed-camera
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from changeseg.evaluation.calibration import (
     apply_to_logits,
     balanced_sample,
     calibrate,
+    fit_domain,
     fold_into_model,
 )
 from changeseg.inference.multiscale import views_of, with_views
@@ -122,6 +132,64 @@ def open_sets(detector: ChangeDetector, specs: list[str], selectors: list[str],
     return sets
 
 
+def stage(detector: ChangeDetector, out: Path, report: dict[str, Any]) -> Path:
+    """Write the model and its `calibration.json` report to OUT.partial (replacing one left behind)."""
+    staging = out.with_name(out.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    detector.save_pretrained(staging)
+    write_json(staging / "calibration.json", report)
+    return staging
+
+
+def move_into_place(staging: Path, out: Path) -> None:
+    """Replace `out` with the checked `staging` folder."""
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+
+
+def record_domain(detector: ChangeDetector, args: argparse.Namespace, logits: np.ndarray,
+                  targets: np.ndarray, options: list[dict[str, Any]], selectors: list[str],
+                  seen: int, pairs: int, inference_s: float) -> None:
+    """Fit `args.domain`'s calibration on these pixels, record it in the model's metadata and write
+    the model (weights untouched) to `args.out`."""
+    calibration, report = fit_domain(logits, targets, float(detector.config.threshold))
+    before, after = report["before"], report["after"]
+    print(f"domain {args.domain}: T {calibration.temperature:.4f}, no-change bias "
+          f"{calibration.no_change_bias:+.4f}; ECE {before['ece']:.4f} -> {after['ece']:.4f}, best-F1 "
+          f"threshold {before['best_f1_threshold']:.2f} -> {after['best_f1_threshold']:.2f} (F1 "
+          f"{after['f1']:.4f}); F1 at the model's {report['threshold']:g}: "
+          f"{before['f1_at_threshold']:.4f} -> {after['f1_at_threshold']:.4f}")
+    entry = {
+        **calibration.to_dict(),
+        **{f"{k}_{when}": report[when][k] for when in ("before", "after")
+           for k in ("ece", "nll", "best_f1_threshold", "f1", "f1_at_threshold")},
+        "rule": "T and no-change bias by binary NLL on this domain's validation pixels, on top of the "
+                "model's own calibration; the decision threshold stays the model's",
+        "pixels": int(len(targets)), "pixels_seen": seen, "pairs": pairs,
+        "data": [{"spec": spec, "options": option, "names": selector}
+                 for spec, option, selector in zip(args.data, options, selectors)],
+        "max_pairs": args.max_pairs, "seed": args.seed, "source_model": str(args.model),
+        "inference_s": round(inference_s, 1), "precision": "fp32", "tile_size": args.tile_size,
+    }
+    domains = dict(detector.config.metadata.get("domains") or {})
+    domains[args.domain] = entry
+    detector.config.metadata["domains"] = domains
+    staging = stage(detector, args.out, {"domain": args.domain, "calibration": entry, "report": report})
+    reloaded = ChangeDetector.from_pretrained(staging, precision="fp32")
+    if reloaded.config.metadata.get("domains", {}).get(args.domain) != json_round_trip(entry):
+        raise SystemExit(f"the written model's metadata.domains.{args.domain} differs; left in {staging}")
+    move_into_place(staging, args.out)
+
+
+def json_round_trip(value: Any) -> Any:
+    """`value` as it reads back from a JSON file (tuples become lists, and so on)."""
+    import json
+
+    return json.loads(json.dumps(value))
+
+
 def main() -> None:
     """Collect validation logits, fit and fold the calibration, write the calibrated model."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -153,11 +221,18 @@ def main() -> None:
     parser.add_argument("--balance-sources", action="store_true",
                         help="weigh every DATA_SPEC alike (the same number of sampled pixels from each) "
                              "instead of by pixel count, so the largest set does not set the threshold")
+    parser.add_argument("--domain", default=None, metavar="NAME",
+                        help="record a calibration for this domain on top of the model's own instead "
+                             "of folding one in (the pairs must all come from that domain)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--scales", default=None, help="predict each pair resized by these factors, logits "
                         "averaged, as the model will run (`changeseg detect --scales`; default: the model's "
                         "own, metadata.scales, else 1)")
     args = parser.parse_args()
+    if args.domain is not None and (args.keep_threshold or args.temperature_only or args.balance_sources
+                                    or args.scales is not None):
+        raise SystemExit("--domain fits T and a bias on one domain's pairs at the model's own scales; it "
+                         "takes no --keep-threshold, --temperature-only, --balance-sources or --scales")
     started = time.perf_counter()
     if args.out.exists() and any(args.out.iterdir()) and not (args.out / "config.json").is_file():
         raise SystemExit(f"--out {args.out} exists and is not a checkpoint folder; not replacing it")
@@ -204,6 +279,11 @@ def main() -> None:
           f"from {pairs} pairs in {inference_s:.0f} s"
           + (f", {args.max_pixels // sources:,} per source" if args.balance_sources else ""))
 
+    if args.domain is not None:
+        record_domain(detector, args, logits, targets, options, selectors, seen, pairs, inference_s)
+        print(f"wrote {args.out}: weights and threshold unchanged, metadata.domains.{args.domain} added; "
+              f"{time.perf_counter() - started:.0f} s in all")
+        return
     calibration, report = calibrate(logits, targets, tuple(args.threshold_range),
                                     fit_bias=not args.temperature_only, margin=args.margin,
                                     keep_threshold=detector.config.threshold if args.keep_threshold else None)
@@ -234,6 +314,9 @@ def main() -> None:
     print(f"folded into the classifier conv: max |folded - calibrated logits| {error:.2e}")
 
     scales = list(views_of(backend).scales)
+    stale = sorted(detector.config.metadata.pop("domains", None) or {})
+    if stale:  # each was fitted on top of the calibration this one replaces
+        print(f"domain calibrations dropped (fit them again with --domain): {', '.join(stale)}")
     previous_threshold = detector.config.threshold
     detector.config.threshold = report["threshold"]
     previous = detector.config.metadata.get("calibration")
@@ -270,12 +353,8 @@ def main() -> None:
     else:
         detector.config.metadata["scales"] = scales
     # stage the folder, check the written model, then move it into place
-    staging = args.out.with_name(args.out.name + ".partial")
-    if staging.exists():
-        shutil.rmtree(staging)
-    detector.save_pretrained(staging)
-    write_json(staging / "calibration.json", {"calibration": detector.config.metadata["calibration"],
-                                              "report": report})
+    staging = stage(detector, args.out, {"calibration": detector.config.metadata["calibration"],
+                                         "report": report})
     reloaded = ChangeDetector.from_pretrained(staging, precision="fp32")
     # through the same views as the fit (the scales it now records), so like is compared with like
     reloaded_logits = with_views(LogitBackend(reloaded), False, None).predict_proba(*check_pair)
@@ -285,9 +364,7 @@ def main() -> None:
     if reload_error > 1e-5:
         raise SystemExit(f"the written model's probabilities differ by {reload_error:.2e} from the "
                          f"calibrated ones; left in {staging}")
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    staging.rename(args.out)
+    move_into_place(staging, args.out)
     print(f"wrote {args.out}: threshold {detector.config.threshold:.4g}"
           + (f", runs at scales {scales}" if scales != [1.0] else "")
           + f", reloaded probabilities within {reload_error:.1e}; "

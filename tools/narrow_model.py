@@ -51,7 +51,8 @@ def main() -> None:
         raise SystemExit(f"narrowed tensors do not fit the F={args.width} network: {skipped}")
     if args.fresh_classifier:
         narrowed = {name: t for name, t in narrowed.items() if not name.startswith(CLASSIFIER)}
-    metadata = {**config.metadata, "narrowed_from": {
+    # a domain calibration was fitted on the wide network's probabilities: not carried over
+    metadata = {**{k: v for k, v in config.metadata.items() if k != "domains"}, "narrowed_from": {
         "model": str(source), "fpn_channels": wide, "fresh_classifier": args.fresh_classifier}}
     save_checkpoint(args.out, narrowed, replace(config, model=model, metadata=metadata))
     print(f"{source} (F={wide}) -> {args.out} (F={args.width}): {len(narrowed)} tensors")

@@ -348,3 +348,23 @@ def test_bad_split_values_are_one_error_line(discs_pair, tmp_path, flags, messag
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code != 0 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not out.exists()
+
+
+def test_domain_calibration_marks_more_and_an_unknown_domain_is_one_line(images, tmp_path, tiny_with_domain,
+                                                                           capsys):
+    line, detector, reference, comparison = detect_with_views(images, tmp_path / "domain", tiny_with_domain,
+                                                              capsys, "--domain", "fixed-camera",
+                                                              "--backend", "torch")
+    assert ", fp32, domain fixed-camera," in line
+    plain = detector.predict(reference, comparison, min_area=0)
+    calibrated = detector.predict(reference, comparison, min_area=0, domain="fixed-camera")
+    assert (calibrated.probability >= plain.probability - 1e-6).all()
+    assert calibrated.mask.sum() > plain.mask.sum()
+    written = read_image(tmp_path / "domain" / "mask.png")[..., 0] > 0
+    np.testing.assert_array_equal(written, calibrated.mask)
+    out = tmp_path / "bad"
+    code = detect.main([str(images[0]), str(images[1]), "-o", str(out), "-m", str(tiny_with_domain),
+                        "--domain", "street"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--domain street" in err[0] and "fixed-camera" in err[0], err
+    assert not out.exists()

@@ -177,3 +177,25 @@ def test_boxes_take_the_models_split_and_grow_settings_unless_given(tmp_path, ti
                           "-o", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "split max_cover must be > 0" in err[0], err
+
+
+def test_domain_calibration_is_applied_and_recorded(tmp_path, tiny_with_domain, capsys):
+    root = require_real_data("surveillance", "sbi2015")
+    common = ["-m", str(tiny_with_domain), "-d", f"sbi2015:{root}",
+              "--data-option", "scenes=[HallAndMonitor]", "--data-option", "pairs_per_scene=2",
+              "--worst", "0", "--precision", "fp32"]
+    reports = {}
+    for name, extra in {"plain": [], "domain": ["--domain", "fixed-camera"]}.items():
+        code = evaluate.main([*common, *extra, "-o", str(tmp_path / name)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        reports[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    assert reports["plain"]["metadata"]["domain"] is None
+    assert reports["domain"]["metadata"]["domain"] == "fixed-camera"
+    # a bias of -1 on "no change" marks more at the same threshold
+    counts = [reports[name]["protocols"]["global"] for name in ("plain", "domain")]
+    assert counts[1]["recall"] > counts[0]["recall"]
+    code = evaluate.main([*common, "--domain", "street", "-o", str(tmp_path / "bad")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "--domain street" in err[0] and "fixed-camera" in err[0]
+    assert not (tmp_path / "bad").exists()

@@ -28,3 +28,13 @@ def test_table_output(capsys):
     assert info.main([]) == 0
     out = capsys.readouterr().out
     assert "c3po-mobilenetv2-fcn" in out and "GMACs" in out
+
+
+def test_lists_each_packaged_models_threshold_and_domains(capsys):
+    assert info.main(["--json"]) == 0
+    settings = json.loads(capsys.readouterr().out)["model_settings"]
+    assert {"default", "pcb", "aerial"} <= set(settings)
+    assert settings["default"]["domains"] == ["fixed-camera"]
+    assert settings["pcb"]["domains"] == [] and settings["pcb"]["threshold"] == pytest.approx(0.68)
+    assert info.main([]) == 0
+    assert "default: threshold 0.39, domain calibrations (--domain): fixed-camera" in capsys.readouterr().out

@@ -236,14 +236,27 @@ def write_folder_pairs(root: Path, count: int = 3, size: int = 64) -> None:
             cv2.imwrite(str(root / sub / f"pair{i}.png"), image)
 
 
-def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
+def tiny_source(folder: Path, **config: float):
+    """A briefly trained tiny network saved as a checkpoint folder (config: e.g. threshold); both."""
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.io.checkpoints import CheckpointConfig
     from tests.inference.conftest import trained_tiny_model
 
     model = trained_tiny_model(steps=8)
-    source = ChangeDetector.from_model(model, CheckpointConfig(model=model.config.to_dict(), threshold=0.9),
-                                       precision="fp32").save_pretrained(tmp_path / "model")
+    return model, ChangeDetector.from_model(model, CheckpointConfig(model=model.config.to_dict(), **config),
+                                            precision="fp32").save_pretrained(folder)
+
+
+def run_tool(monkeypatch, *args: str) -> None:
+    """Run tools/calibrate_model.py with these command-line arguments, in this process."""
+    monkeypatch.setattr(sys, "argv", ["calibrate_model.py", *args])
+    runpy.run_path(str(TOOL), run_name="__main__")
+
+
+def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
+    from changeseg.inference.predictor import ChangeDetector
+
+    model, source = tiny_source(tmp_path / "model", threshold=0.9)
     write_folder_pairs(tmp_path / "pairs")
     out = tmp_path / "calibrated"
     monkeypatch.setattr(sys, "argv", ["calibrate_model.py", str(source), f"folder:{tmp_path / 'pairs'}",
@@ -275,13 +288,8 @@ def test_the_tool_writes_a_calibrated_checkpoint(tmp_path, monkeypatch, capsys):
 
 
 def test_the_tool_records_the_scales_it_calibrated_at(tmp_path, monkeypatch, capsys):
-    from changeseg.inference.predictor import ChangeDetector
-    from changeseg.io.checkpoints import CheckpointConfig
-    from tests.inference.conftest import trained_tiny_model
 
-    model = trained_tiny_model(steps=8)
-    source = ChangeDetector.from_model(model, CheckpointConfig(model=model.config.to_dict()),
-                                       precision="fp32").save_pretrained(tmp_path / "model")
+    _, source = tiny_source(tmp_path / "model")
     write_folder_pairs(tmp_path / "pairs", count=2)
     out = tmp_path / "calibrated"
     monkeypatch.setattr(sys, "argv", ["calibrate_model.py", str(source), f"folder:{tmp_path / 'pairs'}",
@@ -297,3 +305,52 @@ def test_the_tool_records_the_scales_it_calibrated_at(tmp_path, monkeypatch, cap
                                       "--scales", "1"])
     runpy.run_path(str(TOOL), run_name="__main__")
     assert "scales" not in json.loads((tmp_path / "again" / "config.json").read_text())["metadata"]
+
+
+def test_the_tool_records_a_domain_without_touching_weights_or_threshold(tmp_path, monkeypatch, capsys):
+    import cv2
+    from safetensors.torch import load_file
+
+    from changeseg.evaluation.calibration import fit_domain
+    from changeseg.inference.predictor import ChangeDetector
+
+    _, source = tiny_source(tmp_path / "model", threshold=0.4)
+    write_folder_pairs(tmp_path / "pairs", count=2)
+    out = tmp_path / "with-domain"
+    run_tool(monkeypatch, str(source), f"folder:{tmp_path / 'pairs'}", "--out", str(out), "--domain", "bench")
+    assert "metadata.domains.bench added" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["threshold"] == 0.4 and "calibration" not in config["metadata"]
+    entry = config["metadata"]["domains"]["bench"]
+    assert entry["pairs"] == 2 and entry["pixels"] == 2 * 64 * 64
+    before, after = load_file(source / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    # the recorded numbers are fit_domain's on the same pixels
+    detector = ChangeDetector.from_pretrained(source, precision="fp32")
+    logits, targets = [], []
+    for i in range(2):
+        pair = [cv2.imread(str(tmp_path / "pairs" / sub / f"pair{i}.png"))[..., ::-1] for sub in ("A", "B")]
+        tensors = [torch.from_numpy(((p / 255.0 - np.asarray(detector.config.mean)) / np.asarray(
+            detector.config.std)).astype(np.float32).transpose(2, 0, 1).copy())[None] for p in pair]
+        with torch.no_grad():
+            logits.append(detector.model(*tensors)[0].reshape(2, -1).T.numpy())
+        targets.append(cv2.imread(str(tmp_path / "pairs" / "label" / f"pair{i}.png"), 0).ravel() > 0)
+    calibration, _ = fit_domain(np.concatenate(logits), np.concatenate(targets), 0.4)
+    assert entry["temperature"] == pytest.approx(calibration.temperature, rel=1e-3)
+    assert entry["no_change_bias"] == pytest.approx(calibration.no_change_bias, abs=1e-3)
+    # --domain fits at the model's own scales and never folds: other modes are refused
+    with pytest.raises(SystemExit, match="takes no"):
+        run_tool(monkeypatch, str(source), f"folder:{tmp_path / 'pairs'}", "--out", str(tmp_path / "no"),
+                 "--domain", "x", "--scales", "1,2")
+    assert not (tmp_path / "no").exists()
+
+
+def test_calibrating_again_drops_the_domains_fitted_on_the_old_calibration(tmp_path, monkeypatch, capsys):
+    _, source = tiny_source(tmp_path / "model")
+    write_folder_pairs(tmp_path / "pairs", count=2)
+    pairs = f"folder:{tmp_path / 'pairs'}"
+    run_tool(monkeypatch, str(source), pairs, "--out", str(tmp_path / "domain"), "--domain", "bench")
+    run_tool(monkeypatch, str(tmp_path / "domain"), pairs, "--out", str(tmp_path / "again"))
+    assert "domain calibrations dropped (fit them again with --domain): bench" in capsys.readouterr().out
+    metadata = json.loads((tmp_path / "again" / "config.json").read_text())["metadata"]
+    assert "domains" not in metadata and "calibration" in metadata

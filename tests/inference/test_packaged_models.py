@@ -73,3 +73,27 @@ def test_pcb_finds_the_drawn_defects_without_false_alarms():
     # every region on a defect; the mousebite and the pin-hole are missed
     assert hits.any(axis=0).sum() >= 4, hits
     assert hits.any(axis=1).all(), "a region on defect-free copper"
+
+
+def test_default_fixed_camera_calibration_finds_more_of_a_held_out_scene():
+    """The `fixed-camera` domain of `default`, on frames of a scene it was fitted on but never
+    trained on (HallAndMonitor): at the same threshold it marks more of the moving people.
+    Measured when packaged, these 4 pairs: F1 0.720 -> 0.814 (docs/models.md has scenes the fit
+    did not see)."""
+    from changeseg.data.datasets import open_dataset
+    from tests.conftest import require_real_data
+
+    root = require_real_data("surveillance", "sbi2015")
+    detector = ChangeDetector.from_pretrained("default")
+    entry = detector.config.metadata["domains"]["fixed-camera"]
+    assert entry["best_f1_threshold_before"] < 0.25 < entry["best_f1_threshold_after"] < 0.45
+    pairs = open_dataset(f"sbi2015:{root}", scenes=["HallAndMonitor"], pairs_per_scene=4)
+    counts = {None: np.zeros(3), "fixed-camera": np.zeros(3)}
+    for sample in (pairs[i] for i in range(len(pairs))):
+        valid = sample["mask"] != 255
+        truth = (sample["mask"] != 0) & valid
+        for domain in counts:
+            mask = detector.predict(sample["reference"], sample["comparison"], domain=domain).mask & valid
+            counts[domain] += [(mask & truth).sum(), (mask & ~truth).sum(), (~mask & truth).sum()]
+    f1 = {domain: 2 * tp / (2 * tp + fp + fn) for domain, (tp, fp, fn) in counts.items()}
+    assert f1["fixed-camera"] > f1[None] + 0.03, f1

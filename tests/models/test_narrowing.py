@@ -97,7 +97,8 @@ def test_the_narrow_model_tool_writes_a_narrower_checkpoint_with_a_fresh_classif
 
     torch.manual_seed(0)
     wide = build_model(fpn_channels=WIDE, num_classes=4, share_ad=False, msf_fuse="dwsep")
-    config = CheckpointConfig(model=wide.config.to_dict(), threshold=0.4, metadata={"note": "kept"})
+    config = CheckpointConfig(model=wide.config.to_dict(), threshold=0.4, metadata={"note": "kept",
+                                                                              "domains": {"x": {}}})
     save_checkpoint(tmp_path / "wide", wide.state_dict(), config)
     tool = Path(__file__).resolve().parents[2] / "tools" / "narrow_model.py"
     done = subprocess.run([sys.executable, str(tool), str(tmp_path / "wide"), str(tmp_path / "narrow"),
@@ -105,7 +106,7 @@ def test_the_narrow_model_tool_writes_a_narrower_checkpoint_with_a_fresh_classif
     assert done.returncode == 0, done.stderr
     narrow_config, state = load_checkpoint(tmp_path / "narrow")
     assert narrow_config.model["fpn_channels"] == NARROW and narrow_config.threshold == 0.4
-    assert narrow_config.metadata["note"] == "kept"
+    assert narrow_config.metadata["note"] == "kept" and "domains" not in narrow_config.metadata
     assert narrow_config.metadata["narrowed_from"]["fpn_channels"] == WIDE
     assert not any(name.startswith("head.4.") for name in state)  # the classifier starts afresh
     narrow = ChangeSegModel(ModelConfig.from_dict(narrow_config.model))

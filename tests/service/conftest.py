@@ -132,6 +132,18 @@ def live_server(tiny_checkpoint, tmp_path_factory) -> Iterator[LiveServer]:
         stop_server(server)
 
 
+@pytest.fixture(scope="session")
+def domain_server(tiny_with_domain, tmp_path_factory) -> Iterator[LiveServer]:
+    """`changeseg serve` with the tiny checkpoint that records a `fixed-camera` domain calibration."""
+    log_path = tmp_path_factory.mktemp("serve-domain") / "server.log"
+    server = start_server(["--model", str(tiny_with_domain), "--backend", "torch", "--precision", "fp32",
+                           "--no-warmup"], log_path)
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
 API_KEYS = ("file-key-" + "a" * 24, "file-key-" + "b" * 24)  # in the key file
 ENV_API_KEY = "env-key-" + "c" * 24  # in CHANGESEG_API_KEYS
 

@@ -445,3 +445,30 @@ def test_bad_limits_are_refused(option):
 
     with pytest.raises(InputError):
         create_app(DifferencePredictor(), **option)
+
+
+def test_domain_field_applies_the_models_calibration_and_refuses_others(tiny_with_domain):
+    from changeseg.inference.predictor import ChangeDetector
+
+    detector = ChangeDetector.from_pretrained(tiny_with_domain, precision="fp32")
+    reference = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    comparison = reference.copy()
+    comparison[10:40, 12:44] = 255 - comparison[10:40, 12:44]
+    expected = detector.predict(reference, comparison, domain="fixed-camera").summary()
+    with TestClient(create_app(detector)) as client:
+        assert client.get("/v1/models").json()["models"][0]["domains"] == ["fixed-camera"]
+        plain = client.post("/v1/detect", files=files_for(reference, comparison)).json()
+        calibrated = client.post("/v1/detect", files=files_for(reference, comparison),
+                                 data={"domain": "fixed-camera"}).json()
+        unknown = client.post("/v1/detect", files=files_for(reference, comparison), data={"domain": "street"})
+    assert calibrated["changed_pixels"] == expected["changed_pixels"] > plain["changed_pixels"]
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == ("domain: the model has no calibration for 'street' "
+                                        "(its domains: fixed-camera)")
+
+
+def test_domain_field_is_refused_by_a_model_without_domains(client):
+    reference, comparison = square_pair()
+    response = client.post("/v1/detect", files=files_for(reference, comparison),
+                           data={"domain": "fixed-camera"})
+    assert response.status_code == 422 and "its domains: none" in response.json()["detail"]

@@ -147,3 +147,37 @@ def test_page_asks_for_the_api_key_when_the_server_needs_one(auth_server, browse
     WebDriverWait(browser, 60).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
     assert status.get_attribute("data-state") == "done", status.text
     assert browser.find_element(By.ID, "region-count").text == "1"
+
+
+def test_page_offers_the_models_domains_and_sends_the_chosen_one(domain_server, live_server, browser,
+                                                                 tsunami_pair):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    reference, comparison = tsunami_pair
+    browser.get(f"{live_server.url}/")  # a model without domains: no choice shown
+    WebDriverWait(browser, 30).until(lambda d: "Model: tiny" in d.find_element(By.ID, "model-line").text)
+    assert not browser.find_element(By.ID, "domain-option").is_displayed()
+
+    browser.get(f"{domain_server.url}/")
+    WebDriverWait(browser, 30).until(
+        lambda d: "Model: tiny-domain" in d.find_element(By.ID, "model-line").text)
+    assert browser.find_element(By.ID, "domain-option").is_displayed()
+    choice = Select(browser.find_element(By.ID, "domain"))
+    assert [o.text for o in choice.options] == ["any camera", "a fixed camera"]
+    choice.select_by_value("fixed-camera")
+    browser.find_element(By.ID, "reference-input").send_keys(str(reference))
+    browser.find_element(By.ID, "comparison-input").send_keys(str(comparison))
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 240).until(lambda d: status.get_attribute("data-state") in ("done", "error"))
+    assert status.get_attribute("data-state") == "done", status.text
+    shown = browser.execute_script("return window.changeseg.lastResult.changed_pixels;")
+
+    def direct(**fields: str) -> int:
+        answer = httpx.post(f"{domain_server.url}/v1/detect", timeout=120, data=fields,
+                            files={"reference": (reference.name, reference.read_bytes(), "image/jpeg"),
+                                   "comparison": (comparison.name, comparison.read_bytes(), "image/jpeg")})
+        return answer.json()["changed_pixels"]
+
+    # the page's answer is the calibrated one, which marks more than the plain one
+    assert shown == direct(domain="fixed-camera") > direct()

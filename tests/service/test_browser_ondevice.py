@@ -124,7 +124,7 @@ def default_site(tmp_path_factory) -> Path:
 def test_static_folder_runs_the_default_model_like_python(default_site, browser, request):
     """The packaged model on the bundled pair, in the browser (wasm, one thread) and in Python's ORT."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     reference, comparison = COFFEE / "reference.png", COFFEE / "comparison.png"
     with serve_static(default_site) as url:
@@ -143,6 +143,16 @@ def test_static_folder_runs_the_default_model_like_python(default_site, browser,
             lambda d: d.execute_script("return window.changeseg.runs") == 2 or
             d.find_element(By.ID, "status").get_attribute("data-state") == "error")
         second = wait_for_result(browser)
+        second_mask = page_mask(browser, second)
+        # the model's fixed-camera calibration, applied in the browser (ondevice.js)
+        assert browser.find_element(By.ID, "domain-option").is_displayed()
+        Select(browser.find_element(By.ID, "domain")).select_by_value("fixed-camera")
+        browser.find_element(By.ID, "detect").click()
+        WebDriverWait(browser, RUN_TIMEOUT_S).until(
+            lambda d: d.execute_script("return window.changeseg.runs") == 3 or
+            d.find_element(By.ID, "status").get_attribute("data-state") == "error")
+        third = wait_for_result(browser)
+        domain_mask = page_mask(browser, third)
 
     assert first["on_device"]["provider"] == "wasm" and first["on_device"]["threads"] == 1
     assert browser.execute_script("return self.crossOriginIsolated") is False  # a plain static server
@@ -177,7 +187,13 @@ def test_static_folder_runs_the_default_model_like_python(default_site, browser,
         repeats.append((time.perf_counter() - started) * 1e3)
     python_ms = statistics.median(repeats)
     timings, warm = first["timings_ms"], second["timings_ms"]
-    assert (page_mask(browser, second) == mask).all()
+    assert (second_mask == mask).all()
+    assert third["on_device"]["domain"] == "fixed-camera" and first["on_device"]["domain"] is None
+    calibrated = detector.predict(reference, comparison, domain="fixed-camera")
+    assert calibrated.mask.sum() > python.mask.sum()  # the calibration marks more on this pair
+    domain_agreement = float((domain_mask == calibrated.mask).mean())
+    assert domain_agreement >= 0.99, f"with the domain, masks agree on {domain_agreement:.2%} of pixels"
+    assert third["region_count"] == calibrated.summary()["region_count"]
     chromium = browser.capabilities.get("browserVersion")
     report(request, f"in-browser latency (Chromium {chromium}, onnxruntime-web wasm, 1 thread), model "
                     f"default on examples/coffee 384×384: first run {timings['total']:.0f} ms (inference "
@@ -208,7 +224,7 @@ def test_tiles_are_blended_like_python_and_isolation_gives_threads(tiny_site, br
         cores = browser.execute_script("return navigator.hardwareConcurrency")
         assert browser.execute_script("return self.crossOriginIsolated") is True
     assert result["on_device"] == {"runtime": "onnxruntime-web", "provider": "wasm", "threads": min(4, cores),
-                                   "tile_size": 128, "tile_overlap": 32}
+                                   "tile_size": 128, "tile_overlap": 32, "domain": None}
 
     detector = OnnxChangeDetector.from_pretrained(tiny_site / "model", threads=1)
     tiled = detector.predict(tmp_path / "before.png", tmp_path / "after.png", tile_size=128)

@@ -200,7 +200,18 @@ def test_manifest_records_the_models_own_minimum_area_and_default_overlap(onnx_f
     (folder / "config.json").write_text(json.dumps(config))
     manifest = web_manifest(folder, "pcb-like", "model.onnx", tile_size=256)
     assert manifest["min_area"] == 200 and manifest["tiling"]["overlap"] == 64
-    assert manifest["name"] == "pcb-like"
+    assert manifest["name"] == "pcb-like" and manifest["domains"] == {}
+    # a domain calibration travels with its numbers only (the page applies them as domains.py does)
+    config["metadata"]["domains"] = {"fixed-camera": {"temperature": 0.7, "no_change_bias": -1.9,
+                                                      "pairs": 32, "data": [{"spec": "sbi2015:/somewhere"}]}}
+    (folder / "config.json").write_text(json.dumps(config))
+    manifest = web_manifest(folder, "pcb-like", "model.onnx")
+    assert manifest["domains"] == {"fixed-camera": {"temperature": 0.7, "no_change_bias": -1.9}}
+    config["metadata"]["domains"] = {"broken": {"temperature": -1, "no_change_bias": 0}}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="--domain broken"):
+        web_manifest(folder, "pcb-like", "model.onnx")
+    del config["metadata"]["domains"]
     config["metadata"]["scales"] = [2]  # a model trained on enlarged pairs: the page cannot run it right
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="runs at scales 2 .*scale 1 only"):

@@ -23,12 +23,12 @@ def test_new_class_scores_as_the_copied_one(tmp_path: Path) -> None:
     model = build_model(fpn_channels=8, num_classes=2).eval()
     source = save_checkpoint(tmp_path / "two", model.state_dict(),
                              CheckpointConfig(model=model.config.to_dict(), threshold=0.68,
-                                              metadata={"min_area": 200}))
+                                              metadata={"min_area": 200, "domains": {"x": {}}}))
     result = run_tool(str(source), str(tmp_path / "three"), "--name", "core", "--copy", "1")
     assert result.returncode == 0, result.stderr
     config, state = load_checkpoint(tmp_path / "three")
     assert config.model["num_classes"] == 3 and config.class_names == ["unchanged", "changed", "core"]
-    assert config.threshold == 0.68 and config.metadata == {"min_area": 200}
+    assert config.threshold == 0.68 and config.metadata == {"min_area": 200}  # domains dropped
     grown = build_model(**config.model).eval()
     grown.load_state_dict(state)
     pair = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)

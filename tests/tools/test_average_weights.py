@@ -44,7 +44,8 @@ def test_a_calibrated_ingredient_is_averaged_in_its_training_logits(tmp_path: Pa
     calibrated_folder = save_checkpoint(
         tmp_path / "calibrated", calibrated.state_dict(),
         CheckpointConfig(model=raw.config.to_dict(), threshold=0.32,
-                         metadata={"calibration": {**calibration.to_dict(), "previous_threshold": 0.5}}))
+                         metadata={"calibration": {**calibration.to_dict(), "previous_threshold": 0.5},
+                                   "domains": {"fixed-camera": {"no_change_bias": -1.0}}}))
 
     result = run_tool(str(tmp_path / "soup"), str(calibrated_folder), str(other_folder))
     assert result.returncode == 0, result.stderr
@@ -54,6 +55,7 @@ def test_a_calibrated_ingredient_is_averaged_in_its_training_logits(tmp_path: Pa
     for name, tensor in expected.items():
         assert torch.allclose(soup[name].float(), tensor.float(), atol=1e-5), name
     assert "calibration" not in soup_config.metadata and soup_config.threshold == 0.5
+    assert "domains" not in soup_config.metadata  # fitted on top of the undone calibration
 
 
 def test_uncalibrated_state_leaves_a_raw_checkpoint_alone() -> None:

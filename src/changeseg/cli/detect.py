@@ -54,20 +54,22 @@ def load_backend(backend: str, model: str, device: str, precision: str, views: A
                 calibration=validation_calibration(model))
 
 
-def parse_views(tta: bool, scales: str | None) -> Any:
-    """The test-time views of --tta and --scales (`TestViews`; no --scales: the model's own); a bad
-    --scales is an InputError."""
+def parse_views(tta: bool, scales: str | None, domain: str | None = None) -> Any:
+    """The test-time views of --tta, --scales and --domain (`TestViews`; no --scales: the model's
+    own); a bad --scales is an InputError (an unknown --domain is one when the model loads)."""
     from changeseg.inference.multiscale import TestViews, parse_scales
 
-    return TestViews(tta, parse_scales(scales) if scales is not None else None)
+    return TestViews(tta, parse_scales(scales) if scales is not None else None, domain)
 
 
 def backend_spec(backend: str, model: str, device: str, precision: str, views: Any = None) -> Any:
-    """The `BackendSpec` of these options and test-time `views` (None: no tta, the model's own scales)."""
+    """The `BackendSpec` of these options and test-time `views` (None: no tta, the model's own
+    scales, no domain calibration)."""
     from changeseg.inference.loading import BackendSpec
 
-    tta, scales = (views.tta, views.scales) if views is not None else (False, None)
-    return BackendSpec(model, backend, device, precision, tta, scales)
+    if views is None:
+        return BackendSpec(model, backend, device, precision)
+    return BackendSpec(model, backend, device, precision, views.tta, views.scales, views.domain)
 
 
 def backend_label(detector: Any, requested: str) -> str:
@@ -235,6 +237,10 @@ def pixel_limit_hint() -> Iterator[None]:
                    "factor (e.g. 1,2: sharper outlines of small objects such as people in a fixed "
                    "camera's frame; one forward pass per scale on scale² the pixels; docs/models.md). "
                    "Default: the model's own (1, the pair as it is, unless the model records others).")
+@click.option("--domain", default=None, metavar="NAME",
+              help="Where the pair comes from, when the model has a calibration for it: its "
+                   "probabilities then carry that calibration (`default`: fixed-camera, two frames of "
+                   "a camera that does not move; docs/models.md). `changeseg info` lists each model's.")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run on Ray (pip install 'changeseg[ray]'): local (start Ray on this machine), auto "
                    "(RAY_ADDRESS or the cluster running here) or HOST:PORT of a head node. A batch "
@@ -255,7 +261,8 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
             split_depth: float | None, split_cover: float | None, resize: bool, align: bool,
             align_method: str, ecc: bool, tile_size: int | None, tile_overlap: int | None, tile_batch: int,
             bands: str | None, windowed: bool | None, scale: str, max_pixels: int, save_probability: bool,
-            save_branches: bool, tta: bool, scales: str | None = None, ray_address: str | None = None,
+            save_branches: bool, tta: bool, scales: str | None = None, domain: str | None = None,
+            ray_address: str | None = None,
             ray_workers: int | None = None,
             ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float = 0.0,
             ray_num_cpus: int | None = None, overlap: bool = True) -> int:
@@ -287,7 +294,7 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
     options = _options(threshold, min_area, resize, bands, tile_size, tile_overlap, tile_batch, align,
                        align_method, ecc, save_probability, windowed, scale, max_pixels, save_branches,
                        split_depth, split_cover)
-    views = parse_views(tta, scales)
+    views = parse_views(tta, scales, domain)
     ray = _ray_settings(ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, ray_num_cpus,
                         out_dir)
     if ray is not None:

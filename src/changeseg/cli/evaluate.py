@@ -48,6 +48,9 @@ from changeseg.evaluation.selection import (
 @click.option("--scales", default=None, metavar="S1,S2,...",
               help="Multi-scale inference: average over the pair resized by each factor, as "
                    "`detect --scales` does (default: the model's own, 1 unless it records others).")
+@click.option("--domain", default=None, metavar="NAME",
+              help="Apply the model's calibration for this kind of pair, as `detect --domain` does "
+                   "(`default`: fixed-camera).")
 @click.option("--tile-size", type=click.IntRange(0), default=0, show_default=True,
               help="Predict pairs larger than this tile by tile, as `detect` does (its default: "
                    "1024); 0 = every pair whole.")
@@ -56,7 +59,8 @@ from changeseg.evaluation.selection import (
 def command(model: str, data_spec: str, split: str | None, data_options: tuple[str, ...],
             names: str | None, out_dir: str, protocols: str | None, box_options: tuple[str, ...],
             threshold: float | None, limit: int | None, worst: int, device: str,
-            precision: str, tta: bool, scales: str | None, tile_size: int, tile_overlap: int | None) -> None:
+            precision: str, tta: bool, scales: str | None, tile_size: int, tile_overlap: int | None,
+            domain: str | None = None) -> None:
     """Evaluate a model on a dataset with the c3po, global and boxes protocols."""
     from changeseg.data.datasets import open_dataset
     from changeseg.data.pairs import PairSubset
@@ -69,7 +73,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     from changeseg.inference.tiling import Tiled, TilingOptions
     from changeseg.labels import BINARY_CLASSES
 
-    views = TestViews(tta, parse_scales(scales) if scales is not None else None)
+    views = TestViews(tta, parse_scales(scales) if scales is not None else None, domain)
     tiling = TilingOptions(tile_size, tile_overlap)  # bad tiling fails before anything is read
     options = parse_options(data_options, "--data-option")
     if split is not None:
@@ -85,7 +89,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     data_classes = len(getattr(dataset, "class_names", None) or BINARY_CLASSES)
     binary = len(detector.class_names) == 2 or data_classes == 2
 
-    backend = with_views(detector, views.tta, views.scales)
+    backend = with_views(detector, views.tta, views.scales, views.domain)
     predict = probability_function(Tiled(backend, tiling) if tile_size else backend, binary)
     chosen = threshold if threshold is not None else detector.config.threshold
     # the boxes protocol drops regions below the model's own minimum area and splits merged
@@ -102,7 +106,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
         metadata={"model": model, "trained": detector.trained, "data": data_spec,
                   "split": split, "data_options": options, "names": names, "limit": limit,
                   "precision": detector.precision, "tta": tta,
-                  "scales": list(views_of(backend).scales),
+                  "scales": list(views_of(backend).scales), "domain": domain,
                   "tile_size": tile_size, "tile_overlap": tiling.overlap if tile_size else None,
                   "scored_as": "binary change" if binary else "classes"},
         training_overlap=overlap,

@@ -26,6 +26,7 @@ def command(as_json: bool) -> None:
         "presets": preset_rows(),
         "backbones": backbone_rows(),
         "packaged_models": sorted(packaged_models()),
+        "model_settings": model_settings(),
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -49,6 +50,19 @@ def preset_rows() -> list[dict]:
                      "gmacs_512": round(count_macs(model, shape, shape) / 1e9, 1),
                      "description": preset.description})
     return rows
+
+
+def model_settings() -> dict[str, dict]:
+    """Each packaged model's threshold, scales and domain calibrations (`detect --domain NAME`)."""
+    from changeseg.io.checkpoints import packaged_models, read_config
+
+    settings = {}
+    for name, folder in sorted(packaged_models().items()):
+        config = read_config(folder)
+        metadata = config.metadata or {}
+        settings[name] = {"threshold": config.threshold, "scales": metadata.get("scales", [1.0]),
+                          "domains": sorted(metadata.get("domains") or {})}
+    return settings
 
 
 def backbone_rows() -> list[dict]:
@@ -93,6 +107,10 @@ def print_tables(report: dict) -> None:
     models = report["packaged_models"]
     console.print("Packaged trained models: " + (", ".join(models) if models else
                                                   "none yet (presets are untrained)"))
+    for name, setting in report["model_settings"].items():
+        domains = ", ".join(setting["domains"]) or "none"
+        console.print(f"  {name}: threshold {setting['threshold']:g}, "
+                      f"domain calibrations (--domain): {domains}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,8 +49,9 @@ CalibrationPairs = Callable[[], Sequence[tuple[Any, Any]]]
 class BackendSpec:
     """Which backend to load: `backend` (auto, torch, onnx or openvino), `model` (a packaged
     name, preset name or folder), `device`, `precision` (auto, fp32, bf16, int8), `tta`
-    (average over three views) and `scales` (average over the pair resized by each factor;
-    None: the model's own, `changeseg.inference.multiscale.model_scales`)."""
+    (average over three views), `scales` (average over the pair resized by each factor;
+    None: the model's own, `changeseg.inference.multiscale.model_scales`) and `domain` (one of
+    the model's domain calibrations, `changeseg.inference.domains`; None: none)."""
 
     model: str = "default"
     backend: str = "torch"
@@ -58,6 +59,7 @@ class BackendSpec:
     precision: str = "auto"
     tta: bool = False
     scales: tuple[float, ...] | None = None
+    domain: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -250,10 +252,15 @@ def load_backend(spec: BackendSpec, log: Log | None = None,
     int8 without a cached quantised model, `calibration()` yields the model's validation pairs
     (the CLI passes them; `changeseg.evaluation.selection.model_validation_pairs`). With
     `spec.tta` the detector is wrapped to average over a mirrored and a swapped view, with
-    `spec.scales` over the pair resized by each factor (`changeseg.inference.multiscale`). Raises
+    `spec.scales` over the pair resized by each factor (`changeseg.inference.multiscale`), with
+    `spec.domain` its probabilities carry that domain calibration. Raises
     InputError for contradictory requests (int8 on PyTorch, an ONNX backend on a GPU) and
     CheckpointError for models that cannot be loaded.
     """
+    if spec.domain is not None:  # a model without that domain fails here, before any export
+        from changeseg.inference.domains import check_model_domain
+
+        check_model_domain(spec.model, spec.domain)
     automatic = spec.backend == "auto"
     spec = spec.resolved()
     detector: Any
@@ -289,7 +296,7 @@ def load_backend(spec: BackendSpec, log: Log | None = None,
                                  "install changeseg[onnx]") from None
             detector = OnnxChangeDetector.from_pretrained(folder)
         detector.name = spec.model
-    return with_views(detector, spec.tta, spec.scales)
+    return with_views(detector, spec.tta, spec.scales, spec.domain)
 
 
 def _is_export_failure(exc: Exception) -> bool:

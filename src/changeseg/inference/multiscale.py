@@ -122,45 +122,59 @@ def model_scales(backend: Any) -> tuple[float, ...]:
     return parse_scales(metadata.get("scales", (1.0,)))
 
 
-def with_views(backend: Any, tta: bool = False, scales: str | Sequence[float] | None = None) -> Any:
+def with_views(backend: Any, tta: bool = False, scales: str | Sequence[float] | None = None,
+               domain: str | None = None) -> Any:
     """`backend` wrapped for test-time views: `TestTimeAugmented` when `tta`, `MultiScale` when
     `scales` (a sequence or "1,2"-style text) is more than the pair as it is ((1,) leaves it
-    alone; None: the model's own, `model_scales`)."""
+    alone; None: the model's own, `model_scales`), and outermost `DomainCalibrated` when
+    `domain` names one of the model's domain calibrations (`changeseg.inference.domains`; an
+    InputError when the model has none of that name)."""
+    from changeseg.inference.domains import DomainCalibrated
     from changeseg.inference.tta import TestTimeAugmented
 
     scales = model_scales(backend) if scales is None else parse_scales(scales)
     wrapped = TestTimeAugmented(backend) if tta else backend
     if scales != (1.0,):
         wrapped = MultiScale(wrapped, scales)
+    if domain is not None:
+        wrapped = DomainCalibrated(wrapped, domain)
     return wrapped
 
 
 def views_of(backend: Any) -> TestViews:
     """The test-time views a backend built by `with_views` averages over."""
+    from changeseg.inference.domains import DomainCalibrated
     from changeseg.inference.tta import TestTimeAugmented
 
+    domain = backend.domain if isinstance(backend, DomainCalibrated) else None
+    backend = backend.backend if isinstance(backend, DomainCalibrated) else backend
     scales = backend.scales if isinstance(backend, MultiScale) else (1.0,)
     inner = backend.backend if isinstance(backend, MultiScale) else backend
-    return TestViews(isinstance(inner, TestTimeAugmented), scales)
+    return TestViews(isinstance(inner, TestTimeAugmented), scales, domain)
 
 
 @dataclass(frozen=True)
 class TestViews:
-    """What a detector averages over at test time: `tta` (mirrored and swapped views) and
-    `scales` (the pair resized by each factor; (1,) = as it is; None = the model's own)."""
+    """How a detector is run at test time: `tta` (mirrored and swapped views), `scales` (the
+    pair resized by each factor; (1,) = as it is; None = the model's own) and `domain` (one of
+    the model's domain calibrations applied to the averaged probabilities; None = none)."""
 
     __test__ = False  # not a pytest test class, despite its name
 
     tta: bool = False
     scales: tuple[float, ...] | None = (1.0,)
+    domain: str | None = None
 
     def __post_init__(self) -> None:
         if self.scales is not None:
             object.__setattr__(self, "scales", parse_scales(self.scales))
 
     def describe(self) -> str:
-        """", tta, scales 1,2" and the like for summary lines; "" when nothing is averaged."""
+        """", tta, scales 1,2, domain fixed-camera" and the like for summary lines; "" for the pair
+        as it is."""
         text = ", tta" if self.tta else ""
         if self.scales is not None and self.scales != (1.0,):
             text += ", scales " + ",".join(f"{s:g}" for s in self.scales)
+        if self.domain is not None:
+            text += f", domain {self.domain}"
         return text

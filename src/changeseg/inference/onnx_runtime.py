@@ -224,7 +224,8 @@ class OnnxChangeDetector:
                 tile_overlap: int | None = None, tile_batch: int = 1,
                 align: bool | str | AlignOptions = False, tta: bool = False,
                 scales: Sequence[float] | None = None, scale: str | None = None,
-                split_depth: float | None = None, split_cover: float | None = None) -> ChangeResult:
+                split_depth: float | None = None, split_cover: float | None = None,
+                domain: str | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         Same contract as `ChangeDetector.predict`, through the same torch-free pipeline:
@@ -233,9 +234,10 @@ class OnnxChangeDetector:
         (average over a mirrored and a swapped view), `scales` (average over the pair resized
         by each factor, e.g. (1, 2); default: the model's own; `changeseg.inference.multiscale`),
         `scale` (raw values to 0–1) and
-        `split_depth` / `split_cover` (split merged regions; default: the model's own).
+        `split_depth` / `split_cover` (split merged regions; default: the model's own) and
+        `domain` (the model's calibration for that kind of pair; `changeseg.inference.domains`).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
-        backend = with_views(self, tta, scales)
+        backend = with_views(self, tta, scales, domain)
         return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align,
                            scale=scale, split_depth=split_depth, split_cover=split_cover)

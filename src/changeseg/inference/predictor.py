@@ -212,7 +212,8 @@ class ChangeDetector:
                 tile_overlap: int | None = None, tile_batch: int = 1,
                 align: bool | str | AlignOptions = False, tta: bool = False,
                 scales: Sequence[float] | None = None, scale: str | None = None,
-                split_depth: float | None = None, split_cover: float | None = None) -> ChangeResult:
+                split_depth: float | None = None, split_cover: float | None = None,
+                domain: str | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
         `threshold` (default: the model's own) applies to the probability of any change;
@@ -235,10 +236,12 @@ class ChangeDetector:
         (touching defects) along the necks between them, keeping a split only where the pieces'
         boxes cover at most `split_cover` times the whole's box (`changeseg.region_split`);
         both default to the model's own (`config.metadata["split_depth"]`, `["split_cover"]`),
-        else no splitting (0; cover 1.0).
+        else no splitting (0; cover 1.0). `domain` (e.g. "fixed-camera") applies the model's
+        calibration for that kind of pair to the probabilities (`changeseg.inference.domains`;
+        `config.metadata["domains"]` lists them).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)
-        backend = with_views(self, tta, scales)
+        backend = with_views(self, tta, scales, domain)
         return detect_pair(backend, reference, comparison, threshold, min_area, resize, tiling, align,
                            scale=scale, split_depth=split_depth, split_cover=split_cover)
 

@@ -4,7 +4,7 @@
 PyTorch `ChangeDetector`, the torch-free ONNX runtime, or a test double) in an app with:
 
 - `POST /v1/detect` — two uploaded images (multipart fields `reference`, `comparison`) and
-  optional form fields `threshold`, `min_area`, `resize`, `align`, `return` → JSON summary
+  optional form fields `threshold`, `min_area`, `resize`, `align`, `domain`, `return` → JSON summary
   (changed fraction, regions, image size, timings, model) with, on request, base64 PNGs;
 - `POST /v1/detect/{mask|overlay|probability|comparison}` — the same form, answered with one PNG;
 - `GET /healthz`, `GET /v1/models`, `GET /metrics` (Prometheus), the OpenAPI docs at `/docs`,
@@ -173,6 +173,7 @@ def describe_predictor(predictor: Any, backend: str | None = None) -> dict[str, 
         "trained": bool(getattr(predictor, "trained", True)),
         "class_names": list(getattr(predictor, "class_names", None) or ["unchanged", "changed"]),
         "default_threshold": getattr(config, "threshold", None),
+        "domains": sorted((getattr(config, "metadata", None) or {}).get("domains") or {}),
     }
     for attr in ("device", "precision"):
         if getattr(predictor, attr, None) is not None:
@@ -196,6 +197,9 @@ ResizeField = Annotated[bool, Form(description=(
 AlignField = Annotated[str, Form(description=(
     "Register the comparison onto the reference first, for pairs not taken from the same viewpoint: "
     "`true` (SIFT), `sift` or `orb`. Pixels outside the overlap are reported as unknown, never changed."))]
+DomainField = Annotated[str, Form(description=(
+    "Where the pair comes from, when the model has a calibration for it (`/v1/models` lists its "
+    "`domains`; `default`: `fixed-camera`): the probabilities then carry that calibration."))]
 ReturnField = Annotated[str, Form(alias="return", description=(
     "Comma-separated images to include as base64 PNGs under `images`: any of mask, overlay, "
     "probability, comparison (the comparison as the model saw it: resized or aligned), "
@@ -232,6 +236,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
     work = WorkQueue(max_concurrency, queue_size)
     supports_align = accepts_keyword(predictor.predict, "align")
     info.setdefault("supports_align", supports_align)
+    info.setdefault("domains", describe_predictor(predictor)["domains"])
     metrics = ServiceMetrics(work.stats, str(info["name"]), str(info.get("backend", "")), __version__,
                              model_load_s)
 
@@ -272,7 +277,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
 
     async def run_detection(reference: UploadFile, comparison: UploadFile, threshold: float | None,
                             min_area: int | None, resize: bool, align_text: str,
-                            images: list[str]) -> dict[str, Any]:
+                            images: list[str], domain: str = "") -> dict[str, Any]:
         try:
             align = parse_align(align_text)
         except InputError as exc:
@@ -281,6 +286,12 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
             raise HTTPException(422, detail="align: this server's model backend cannot align pairs; "
                                             "send images taken from the same viewpoint")
         options: dict[str, Any] = {"align": align} if align else {}
+        if domain.strip():
+            if domain.strip() not in info.get("domains", []):
+                known = ", ".join(info.get("domains", [])) or "none"
+                raise HTTPException(422, detail=f"domain: the model has no calibration for "
+                                                f"{domain.strip()!r} (its domains: {known})")
+            options["domain"] = domain.strip()
         admitted = time.perf_counter()
         ref_bytes = await reference.read()
         cmp_bytes = await comparison.read()
@@ -335,6 +346,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
         min_area: MinAreaField = None,
         resize: ResizeField = False,
         align: AlignField = "",
+        domain: DomainField = "",
         return_images: ReturnField = "",
     ) -> JSONResponse:
         """Detect what changed between two uploaded images.
@@ -348,7 +360,8 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
             kinds = parse_image_list(return_images)
         except InputError as exc:
             raise HTTPException(422, detail=str(exc)) from None
-        output = await run_detection(reference, comparison, threshold, min_area, resize, align, kinds)
+        output = await run_detection(reference, comparison, threshold, min_area, resize, align, kinds,
+                                     domain)
         payload = output["summary"]
         if kinds:
             payload["images"] = {k: base64.b64encode(v).decode("ascii") for k, v in output["images"].items()}
@@ -366,6 +379,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
         min_area: MinAreaField = None,
         resize: ResizeField = False,
         align: AlignField = "",
+        domain: DomainField = "",
     ) -> Response:
         """Detect changes and answer with one PNG: `mask` (0/255), `overlay`, `probability` (0-255) or
         `comparison` (as the model saw it: resized or aligned onto the reference).
@@ -373,7 +387,7 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
         The headers `X-Changed-Fraction` and `X-Region-Count` carry the headline numbers.
         """
         output = await run_detection(reference, comparison, threshold, min_area, resize, align,
-                                     [image.value])
+                                     [image.value], domain)
         summary = output["summary"]
         return Response(output["images"][image.value], media_type="image/png", headers={
             "Content-Disposition": f'inline; filename="{image.value}.png"',

@@ -39,6 +39,7 @@ from typing import Any
 from changeseg import __version__
 from changeseg.errors import ChangesegError, InputError
 from changeseg.inference.backend import backend_min_area
+from changeseg.inference.domains import domain_calibration, model_domains
 from changeseg.inference.export_cache import ONNX_FILE, cached_onnx, make_temporary_folder, resolve_source
 from changeseg.inference.multiscale import model_scales
 from changeseg.inference.result import CLASS_COLOURS
@@ -147,6 +148,7 @@ def web_manifest(onnx_folder: str | os.PathLike, name: str, model_url: str,
         raise InputError(f"{name} runs at scales {listed} (metadata.scales in its config.json); the "
                          "in-browser page runs models at scale 1 only: use the server")
     model_file = folder / ONNX_FILE
+    holder = SimpleNamespace(config=config, name=name)  # what the backend helpers read
     onnx_info = config.metadata.get("onnx", {}) if isinstance(config.metadata.get("onnx"), dict) else {}
     return {
         "format": MANIFEST_FORMAT,
@@ -165,6 +167,9 @@ def web_manifest(onnx_folder: str | os.PathLike, name: str, model_url: str,
         "class_names": list(config.class_names),
         "threshold": float(config.threshold),
         "min_area": backend_min_area(SimpleNamespace(config=config)),
+        # the page applies these as `changeseg detect --domain NAME` does (changeseg.inference.domains)
+        "domains": {domain: dict(zip(("temperature", "no_change_bias"), domain_calibration(holder, domain)))
+                    for domain in sorted(model_domains(holder))},
         # no split_depth / split_cover / box_grow: the page (ondevice.js) neither splits merged
         # regions nor grows their boxes
         "tiling": {"tile_size": tiling.tile_size, "overlap": int(tiling.overlap or 0),

@@ -15,7 +15,7 @@
   const state = { files: { reference: null, comparison: null }, urls: {}, maxUpload: null, lastResult: null,
     apiKey: sessionStorage.getItem(KEY_STORE), where: staticMode ? "device" : "server",
     onDevice: { available: staticMode, manifest: null, session: null, loading: null, lastMask: null },
-    decoded: {}, runs: 0 };
+    decoded: {}, runs: 0, domains: [] };
   // Exposed for scripted checks (the browser test reads the last JSON answer from here).
   window.changeseg = state;
 
@@ -134,6 +134,8 @@
     if (minArea !== "") form.append("min_area", minArea);
     form.append("resize", $("resize").checked ? "true" : "false");
     if ($("align").checked) form.append("align", "true");
+    const domain = $("domain").value;
+    if (domain !== "") form.append("domain", domain);
     $("detect").disabled = true;
     setStatus("working", "Detecting changes…");
     const started = performance.now();
@@ -250,7 +252,8 @@
       const readMs = performance.now() - started;
       const tile = params.get("tile");
       const options = { threshold: numberOption("threshold"), minArea: numberOption("min-area"),
-        resize: $("resize").checked, tileSize: tile !== null ? Number(tile) : undefined };
+        resize: $("resize").checked, tileSize: tile !== null ? Number(tile) : undefined,
+        domain: $("domain").value || undefined };
       const output = await window.ChangesegOnDevice.detect(od.session, od.manifest, ref, cmp, options, (done, total) => {
         if (total > 1) setStatus("working", "Detecting changes on this device: tile " + done + " of " + total + "…");
       });
@@ -288,6 +291,7 @@
     const device = where === "device";
     $("elapsed-label").textContent = device ? "time on this device" : "server time";
     $("align-option").hidden = device || state.serverAligns === false;
+    $("domain-option").hidden = state.domains.length === 0;  // both modes apply the same calibrations
     const note = $("where-note");
     note.textContent = device
       ? "On this device: the model runs in this browser (onnxruntime-web); the images are not uploaded." +
@@ -414,6 +418,7 @@
       state.maxUpload = body.limits.max_upload_bytes;
       state.serverAligns = model.supports_align !== false;
       if (!state.serverAligns) $("align-option").hidden = true;
+      showDomains(model.domains || []);
       const onDevice = model.on_device || { available: false, reason: "this server does not offer it" };
       state.onDevice.available = onDevice.available;
       $("where-device").disabled = !onDevice.available;
@@ -435,6 +440,19 @@
     }
   }
 
+  // The model's domain calibrations, e.g. "fixed-camera", offered as a choice (server and device).
+  function showDomains(domains) {
+    state.domains = domains;
+    const select = $("domain");
+    for (const name of domains) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name === "fixed-camera" ? "a fixed camera" : name;
+      select.appendChild(option);
+    }
+    $("domain-option").hidden = domains.length === 0;
+  }
+
   // The static page (changeseg export --web): no server, the model's manifest says everything.
   async function loadStaticModelInfo() {
     $("where").hidden = true;
@@ -445,6 +463,7 @@
       if (!response.ok) throw new Error(response.status + " " + response.statusText);
       const manifest = await response.json();
       state.onDevice.manifest = manifest;
+      showDomains(Object.keys(manifest.domains || {}).sort());
       $("model-line").textContent = "Model: " + manifest.name + " · runs on this device with onnxruntime-web " +
         manifest.runtime.version + " (" + formatMB(manifest.model_bytes) + " model); the images are not uploaded";
       if (!manifest.trained) {

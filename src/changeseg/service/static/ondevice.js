@@ -452,8 +452,24 @@
   // ------------------------------------------------------------------ one pair
 
   // Detect changes between two decoded images with a session made by createSession. `manifest` is
+  // p(no change) of pixel i after a domain calibration: exp(log p0 / T + b) over the sum of every
+  // class's exp(log pk / T) (class 0's with b), the largest term factored out as numpy does.
+  function calibratedNoChange(probs, plane, i, classes, domain) {
+    const floor = 1e-12;
+    const terms = new Array(classes);
+    let top = -Infinity;
+    for (let k = 0; k < classes; k++) {
+      terms[k] = Math.log(Math.max(probs[k * plane + i], floor)) / domain.temperature +
+        (k === 0 ? domain.no_change_bias : 0);
+      if (terms[k] > top) top = terms[k];
+    }
+    let total = 0;
+    for (let k = 0; k < classes; k++) total += Math.exp(terms[k] - top);
+    return Math.exp(terms[0] - top) / total;
+  }
+
   // the model's web manifest (threshold, min_area, class names, tiling, overlay colours); options
-  // may override threshold, minArea, tileSize and resize. Returns the server's JSON summary shape plus
+  // may override threshold, minArea, tileSize and resize, and name a `domain` calibration. Returns the server's JSON summary shape plus
   // `mask` (Uint8Array 0/1), `probability` (Float32Array), `classMap` and PNG blobs in `blobs`.
   async function detect(session, manifest, reference, comparison, options, onProgress) {
     const started = performance.now();
@@ -468,6 +484,13 @@
       throw new Error("tile size must be 0 (no tiling) or at least 32 pixels, got " + tileSize);  // tiling.check_tiling
     }
     const overlap = options.tileSize != null ? defaultOverlap(tileSize) : manifest.tiling.overlap;
+    // a domain calibration (domains.py): softmax(log p / T + b on class 0) of each pixel's probabilities
+    const domains = manifest.domains || {};
+    const domain = options.domain ? domains[options.domain] : null;
+    if (options.domain && !domain) {
+      throw new Error("this model has no calibration for domain " + options.domain + " (its domains: " +
+        (Object.keys(domains).join(", ") || "none") + ")");
+    }
     const cut = Math.fround(threshold);  // numpy compares the float32 probability with a float32 threshold
     const channels = manifest.in_channels || 3;
     if (channels !== 1 && channels !== 3) throw new Error("on-device mode runs 1- or 3-channel models; this one takes " + channels);
@@ -486,7 +509,7 @@
       inferenceMs += now - mark;
       const plane = rows * width;
       for (let i = 0; i < plane; i++) {
-        const p = Math.fround(1 - probs[i]);
+        const p = Math.fround(1 - (domain ? calibratedNoChange(probs, plane, i, classes, domain) : probs[i]));
         const at = top * width + i;
         probability[at] = p;
         if (p >= cut) {
@@ -529,7 +552,7 @@
         centroid: [round(r.centroid[0], 2), round(r.centroid[1], 2)], mean_score: round(r.mean_score, 4),
         max_score: round(r.max_score, 4), label: r.label })),
       on_device: { runtime: "onnxruntime-web", provider: runtime.provider, threads: runtime.threads,
-        tile_size: tileSize, tile_overlap: overlap },
+        tile_size: tileSize, tile_overlap: overlap, domain: options.domain || null },
     };
     return { summary, mask, probability, classMap, blobs };
   }
