@@ -24,12 +24,14 @@ BIN=.venv/bin
 read -r -a FIT_WORDS <<<"${FIT_OPTIONS-both_foreground=differs}"
 FIT=()
 for word in "${FIT_WORDS[@]}"; do FIT+=(--data-option "$word"); done
+# EVAL_ARGS are added to every scoring call, e.g. EVAL_ARGS="--scales 1,2" (the fits stay at scale 1)
+read -r -a EXTRA <<<"${EVAL_ARGS:-}"
 mkdir -p "$OUT"
 score() { # NAME MODEL SCENES [evaluate options...]
   local name=$1 model=$2 scenes=$3
   shift 3
   $BIN/changeseg evaluate -m "$model" -d "$SBI" --data-option "scenes=[$scenes]" \
-    --data-option pairs_per_scene=16 -o "$OUT/$name" --worst 0 --precision fp32 "$@" >/dev/null
+    --data-option pairs_per_scene=16 -o "$OUT/$name" --worst 0 --precision fp32 "$@" "${EXTRA[@]}" >/dev/null
 }
 for pair in "CaVignal HallAndMonitor" "HallAndMonitor CaVignal"; do
   read -r fit held <<<"$pair"
