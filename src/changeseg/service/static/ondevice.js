@@ -451,7 +451,6 @@
 
   // ------------------------------------------------------------------ one pair
 
-  // Detect changes between two decoded images with a session made by createSession. `manifest` is
   // p(no change) of pixel i after a domain calibration: exp(log p0 / T + b) over the sum of every
   // class's exp(log pk / T) (class 0's with b), the largest term factored out as numpy does.
   function calibratedNoChange(probs, plane, i, classes, domain) {
@@ -468,9 +467,11 @@
     return Math.exp(terms[0] - top) / total;
   }
 
+  // Detect changes between two decoded images with a session made by createSession. `manifest` is
   // the model's web manifest (threshold, min_area, class names, tiling, overlay colours); options
-  // may override threshold, minArea, tileSize and resize, and name a `domain` calibration. Returns the server's JSON summary shape plus
-  // `mask` (Uint8Array 0/1), `probability` (Float32Array), `classMap` and PNG blobs in `blobs`.
+  // may override threshold, minArea, tileSize and resize, and name a `domain` calibration. Returns the
+  // server's JSON summary shape plus `mask` (Uint8Array 0/1), `probability` (Float32Array), `classMap`
+  // and PNG blobs in `blobs`.
   async function detect(session, manifest, reference, comparison, options, onProgress) {
     const started = performance.now();
     comparison = matchSize(reference, comparison, options.resize);
