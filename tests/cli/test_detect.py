@@ -368,3 +368,17 @@ def test_domain_calibration_marks_more_and_an_unknown_domain_is_one_line(images,
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "--domain street" in err[0] and "fixed-camera" in err[0], err
     assert not out.exists()
+
+
+def test_batch_applies_the_domain_to_every_pair(pair_list, tmp_path, tiny_with_domain, capsys):
+    args = ["--ref-dir", str(tmp_path / "A"), "--cmp-dir", str(tmp_path / "B"), "-m", str(tiny_with_domain),
+            "--precision", "fp32", "--backend", "torch"]
+    changed = {}
+    for name, extra in {"plain": [], "domain": ["--domain", "fixed-camera"]}.items():
+        code = detect.main([*args, *extra, "-o", str(tmp_path / name)])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        summaries = {pair: json.loads((tmp_path / name / pair / "regions.json").read_text())
+                     for pair in ("levir", "synth")}
+        changed[name] = {pair: summary["changed_pixels"] for pair, summary in summaries.items()}
+    assert all(changed["domain"][pair] > changed["plain"][pair] for pair in ("levir", "synth")), changed
