@@ -28,15 +28,17 @@ folded: a temperature and a no-change bias fitted on them go on top of the model
 calibration, recorded as `metadata.domains.NAME` (`changeseg.evaluation.calibration.fit_domain`;
 applied by `changeseg detect --domain NAME`); the weights and the threshold stay as they are.
 
-    .venv/bin/python tools/calibrate_model.py default sbi2015:../shared/data/surveillance/sbi2015 \
-        --data-option "scenes=[CaVignal, HallAndMonitor]" --data-option pairs_per_scene=16 \
-        --domain fixed-camera --out runs/calibrated/default-fixed-camera
+    .venv/bin/python tools/calibrate_model.py default sbi2015:../shared/data/surveillance/sbi2015 \\
+        --data-option "scenes=[CaVignal, HallAndMonitor]" --data-option pairs_per_scene=16 \\
+        --data-option both_foreground=differs --domain fixed-camera \\
+        --out runs/calibrated/default-fixed-camera
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import shutil
 import time
 from pathlib import Path
@@ -185,8 +187,6 @@ def record_domain(detector: ChangeDetector, args: argparse.Namespace, logits: np
 
 def json_round_trip(value: Any) -> Any:
     """`value` as it reads back from a JSON file (tuples become lists, and so on)."""
-    import json
-
     return json.loads(json.dumps(value))
 
 

@@ -54,14 +54,17 @@ def preset_rows() -> list[dict]:
 
 def model_settings() -> dict[str, dict]:
     """Each packaged model's threshold, scales and domain calibrations (`detect --domain NAME`)."""
+    from types import SimpleNamespace
+
+    from changeseg.inference.domains import model_domains
+    from changeseg.inference.multiscale import model_scales
     from changeseg.io.checkpoints import packaged_models, read_config
 
     settings = {}
     for name, folder in sorted(packaged_models().items()):
-        config = read_config(folder)
-        metadata = config.metadata or {}
-        settings[name] = {"threshold": config.threshold, "scales": metadata.get("scales", [1.0]),
-                          "domains": sorted(metadata.get("domains") or {})}
+        model = SimpleNamespace(config=read_config(folder))  # what the backend helpers read
+        settings[name] = {"threshold": model.config.threshold, "scales": list(model_scales(model)),
+                          "domains": sorted(model_domains(model))}
     return settings
 
 

@@ -44,10 +44,10 @@ def check_model_domain(model: str, name: str) -> None:
     domain `name`: checked from its config.json before any loading or exporting is done."""
     from types import SimpleNamespace
 
-    from changeseg.io.checkpoints import model_folder, read_config
+    from changeseg.io.checkpoints import CONFIG_FILE, model_folder, read_config
 
     folder = model_folder(model)
-    config = read_config(folder) if folder is not None and (folder / "config.json").is_file() else None
+    config = read_config(folder) if folder is not None and (folder / CONFIG_FILE).is_file() else None
     domain_calibration(SimpleNamespace(config=config, name=model), name)
 
 

@@ -46,6 +46,7 @@ from fastapi.staticfiles import StaticFiles
 from changeseg import __version__
 from changeseg.errors import ChangesegError, InputError
 from changeseg.errors import PixelLimitError as DeclaredPixelLimitError
+from changeseg.inference.domains import model_domains
 from changeseg.inference.result import ChangeResult
 from changeseg.io.images import decode_image, encode_png, read_image, to_uint8_rgb
 from changeseg.service.access import RequestObserver, current_request_id
@@ -173,7 +174,7 @@ def describe_predictor(predictor: Any, backend: str | None = None) -> dict[str, 
         "trained": bool(getattr(predictor, "trained", True)),
         "class_names": list(getattr(predictor, "class_names", None) or ["unchanged", "changed"]),
         "default_threshold": getattr(config, "threshold", None),
-        "domains": sorted((getattr(config, "metadata", None) or {}).get("domains") or {}),
+        "domains": sorted(model_domains(predictor)),
     }
     for attr in ("device", "precision"):
         if getattr(predictor, attr, None) is not None:
@@ -286,12 +287,13 @@ def create_app(predictor: Predictor, *, max_upload_bytes: int = DEFAULT_MAX_UPLO
             raise HTTPException(422, detail="align: this server's model backend cannot align pairs; "
                                             "send images taken from the same viewpoint")
         options: dict[str, Any] = {"align": align} if align else {}
-        if domain.strip():
-            if domain.strip() not in info.get("domains", []):
-                known = ", ".join(info.get("domains", [])) or "none"
-                raise HTTPException(422, detail=f"domain: the model has no calibration for "
-                                                f"{domain.strip()!r} (its domains: {known})")
-            options["domain"] = domain.strip()
+        domain = domain.strip()
+        if domain:  # checked here so the answer never names the model's path on the server
+            if domain not in info["domains"]:
+                known = ", ".join(info["domains"]) or "none"
+                raise HTTPException(422, detail=f"domain: the model has no calibration for {domain!r} "
+                                                f"(its domains: {known})")
+            options["domain"] = domain
         admitted = time.perf_counter()
         ref_bytes = await reference.read()
         cmp_bytes = await comparison.read()
