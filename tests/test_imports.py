@@ -10,7 +10,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "changeseg"
 # the bottom: they import nothing from changeseg (region_split, box_grow: only errors), so anyone
 # may import them (and the package root's __version__)
-BASE = {"errors", "labels", "region_split", "box_grow", "hardware", "imagenet", "changeseg"}
+BASE = {"errors", "labels", "region_split", "box_grow", "swap_symmetry", "hardware", "imagenet",
+        "changeseg"}
 ALLOWED = {
     "errors": {"changeseg"},
     "labels": set(),
@@ -18,6 +19,7 @@ ALLOWED = {
     "imagenet": set(),
     "region_split": {"errors"},
     "box_grow": {"errors"},
+    "swap_symmetry": set(),
     "models": BASE,
     "io": BASE,
     "data": BASE | {"io"},

@@ -18,7 +18,8 @@ transform, kept where the pieces' boxes cover at most that multiple of the whole
 S per side, the `deeppcb` reader's `shrink`, takes G = 1 / (1 - 2S)); the default is the model's
 own (`metadata.box_grow`, else 1). `--scales 2` predicts each pair enlarged 2× (as `changeseg
 evaluate --scales 2`); the default is the model's own (2 for a model trained with `data.val_scale: 2`).
-`--tta` averages each pair's probabilities over a mirrored and a swapped view (as `changeseg evaluate --tta`).
+`--tta` averages each pair's probabilities over a mirrored and a swapped view (as `changeseg evaluate --tta`),
+`--tta-views dihedral` over the eight rotations and mirror images (as `changeseg evaluate --tta-views`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from changeseg.evaluation.metrics import BoxMetric, GlobalMetric
 from changeseg.evaluation.selection import probability_function, read_names
 from changeseg.inference.multiscale import views_of, with_views
 from changeseg.inference.predictor import ChangeDetector
+from changeseg.inference.tta import TTA_SETS, tta_option
 from changeseg.region_split import DEFAULT_MAX_COVER
 
 DEFAULT_THRESHOLDS = ",".join(f"{t:g}" for t in (*np.arange(0.5, 0.951, 0.05).round(2),
@@ -62,10 +64,13 @@ def main() -> None:
                         "probabilities averaged (as `changeseg evaluate --scales`; default: the model's own)")
     parser.add_argument("--tta", action="store_true", help="average over a mirrored and a swapped view of "
                         "each pair (as `changeseg evaluate --tta`; three forward passes)")
+    parser.add_argument("--tta-views", choices=("none", *TTA_SETS), default=None,
+                        help="which test-time views to average over (as `changeseg evaluate "
+                             "--tta-views`; dihedral: 8 passes)")
     args = parser.parse_args()
 
     detector = ChangeDetector.from_pretrained(args.model)
-    predictor = with_views(detector, args.tta, args.scales)
+    predictor = with_views(detector, tta_option(args.tta, args.tta_views), args.scales)
     dataset = open_dataset(args.data)
     dataset = PairSubset(dataset, read_names(args.names, detector.config.metadata, args.data))
     predict = probability_function(predictor, binary=True)

@@ -59,6 +59,34 @@ def test_tta_averages_three_views(images, tmp_path, tiny_checkpoint, capsys):
     np.testing.assert_allclose(result.probability, 1 - expected[0], atol=1e-5)
 
 
+def test_dihedral_views_average_eight_views(images, tmp_path, tiny_checkpoint, capsys):
+    from changeseg.cli.detect import TTA_CHOICES
+    from changeseg.inference.tta import TTA_SETS
+
+    assert ("none", *TTA_SETS) == TTA_CHOICES  # the CLI's spelt-out choices are the library's sets
+    out = tmp_path / "dihedral"
+    line, detector, reference, comparison = detect_with_views(images, out, tiny_checkpoint, capsys,
+                                                              "--tta-views", "dihedral")
+    assert ", fp32, tta dihedral," in line
+    views = []
+    for turns in range(4):
+        for flip in (False, True):
+            r, c = (reference[:, ::-1], comparison[:, ::-1]) if flip else (reference, comparison)
+            r, c = (np.ascontiguousarray(np.rot90(x, turns)) for x in (r, c))
+            view = np.rot90(detector.predict_proba(r, c), -turns, axes=(1, 2))
+            views.append(view[:, :, ::-1] if flip else view)
+    expected = 1 - np.mean(views, axis=0)[0]
+    plain = 1 - detector.predict_proba(reference, comparison)[0]
+    assert np.abs(expected - plain).max() > 0.02  # the views move the map
+    written = read_image(out / "probability.png")[..., 0].astype(np.float32) / 255
+    np.testing.assert_allclose(written, expected, atol=1 / 255 + 1e-6)
+    result = detector.predict(images[0], images[1], tta="dihedral", min_area=0)
+    np.testing.assert_allclose(result.probability, expected, atol=1e-5)
+    code = detect.main([str(images[0]), str(images[1]), "-o", str(tmp_path / "none"), "-m",
+                        str(tiny_checkpoint), "--tta-views", "none"])
+    assert code == 0 and "tta" not in capsys.readouterr().out
+
+
 def test_scales_average_the_pair_resized(images, tmp_path, tiny_checkpoint, capsys):
     from changeseg.inference.multiscale import MultiScale
 
@@ -133,11 +161,14 @@ def bad_cases(tmp_path, images, rng):
         "bad threshold": ([ref, cmp, "--threshold", "2"], "threshold"),
         "bad device": ([ref, cmp, "--device", "tpu"], "device"),
         "bad scales": ([ref, cmp, "--scales", "1,0"], "--scales: 0 is outside"),
+        "two view sets": ([ref, cmp, "--tta", "--tta-views", "dihedral"], "give either it or --tta-views"),
+        "unknown view set": ([ref, cmp, "--tta-views", "spin"], "'spin' is not one of"),
     }
 
 
 @pytest.mark.parametrize("case", ["missing file", "unreadable file", "non-image", "mismatched sizes",
-                                  "unknown model", "bad threshold", "bad device", "bad scales"])
+                                  "unknown model", "bad threshold", "bad device", "bad scales",
+                                  "two view sets", "unknown view set"])
 def test_bad_input_gives_one_line_nonzero_exit_and_no_output(case, images, tmp_path, rng, capsys):
     args, message = bad_cases(tmp_path, images, rng)[case]
     out = tmp_path / "out"

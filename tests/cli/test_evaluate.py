@@ -32,13 +32,14 @@ def test_scales_and_tiles_score_what_detect_would_write(tmp_path, tiny_checkpoin
               "--data-option", "pairs_per_scene=2", "--worst", "0", "--precision", "fp32"]
     scores = {}
     for name, extra in {"plain": [], "views": ["--scales", "1,2", "--tile-size", "128",
-                                               "--tile-overlap", "32"]}.items():
+                                               "--tile-overlap", "32", "--tta-views", "dihedral"]}.items():
         code = evaluate.main([*common, *extra, "-o", str(tmp_path / name)])
         captured = capsys.readouterr()
         assert code == 0, captured.err
         scores[name] = json.loads((tmp_path / name / "metrics.json").read_text())
     metadata = scores["views"]["metadata"]
     assert metadata["scales"] == [1.0, 2.0] and metadata["tile_size"] == 128
+    assert metadata["tta"] == "dihedral" and scores["plain"]["metadata"]["tta"] is None
     assert metadata["tile_overlap"] == 32
     assert scores["plain"]["metadata"]["scales"] == [1.0] and scores["plain"]["metadata"]["tile_size"] == 0
     assert scores["plain"]["images"] == scores["views"]["images"] == 2

@@ -28,8 +28,10 @@ def test_tta_averages_the_views_the_plain_sweep_does_not(
               "--min-areas", "0,200")
     plain = sweep(monkeypatch, capsys, *common)
     averaged = sweep(monkeypatch, capsys, *common, "--tta")
-    assert plain["pairs"] == averaged["pairs"] == 2
-    assert plain["tta"] is False and averaged["tta"] is True
+    dihedral = sweep(monkeypatch, capsys, *common, "--tta-views", "dihedral")
+    assert plain["pairs"] == averaged["pairs"] == dihedral["pairs"] == 2
+    assert plain["tta"] is None and averaged["tta"] == "flip-swap" and dihedral["tta"] == "dihedral"
     assert plain["best"]["ground_truth"] == averaged["best"]["ground_truth"] > 0
     # the averaged probabilities are not the plain ones: the pixel F1 at a threshold moves
     assert averaged["best"]["pixel_f1"] != plain["best"]["pixel_f1"]
+    assert dihedral["best"]["pixel_f1"] not in (plain["best"]["pixel_f1"], averaged["best"]["pixel_f1"])

@@ -25,6 +25,11 @@ BACKENDS = ("auto", "torch", "onnx", "openvino")  # = changeseg.inference.loadin
 PRECISIONS = ("auto", "fp32", "bf16", "int8")  # = changeseg.inference.loading.PRECISIONS
 
 
+# the view sets of changeseg.inference.tta (TTA_SETS) and "none", spelt out so that the CLI starts
+# without importing numpy; tests/cli/test_detect.py checks that they agree
+TTA_CHOICES = ("none", "flip-swap", "dihedral")
+
+
 def say(message: str) -> None:
     """One line on stderr (one-off work such as an export into the cache; notes)."""
     click.echo(message, err=True)
@@ -54,12 +59,16 @@ def load_backend(backend: str, model: str, device: str, precision: str, views: A
                 calibration=validation_calibration(model))
 
 
-def parse_views(tta: bool, scales: str | None, domain: str | None = None) -> Any:
-    """The test-time views of --tta, --scales and --domain (`TestViews`; no --scales: the model's
-    own); a bad --scales is an InputError (an unknown --domain is one when the model loads)."""
+def parse_views(tta: bool, scales: str | None, domain: str | None = None,
+                tta_views: str | None = None) -> Any:
+    """The test-time views of --tta, --tta-views, --scales and --domain (`TestViews`; no
+    --scales: the model's own); a bad --scales is an InputError (an unknown --domain is one when
+    the model loads), and so is --tta beside a --tta-views other than flip-swap."""
     from changeseg.inference.multiscale import TestViews, parse_scales
+    from changeseg.inference.tta import tta_option
 
-    return TestViews(tta, parse_scales(scales) if scales is not None else None, domain)
+    return TestViews(tta_option(tta, tta_views), parse_scales(scales) if scales is not None else None,
+                     domain)
 
 
 def backend_spec(backend: str, model: str, device: str, precision: str, views: Any = None) -> Any:
@@ -231,7 +240,12 @@ def pixel_limit_hint() -> Iterator[None]:
                    "branches/level<k>_<branch>.png (the patent's Fig. 12; PyTorch backend).")
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average the probabilities over the pair, its mirror "
-                   "image and the swapped pair (3 forward passes; see docs/models.md).")
+                   "image and the swapped pair (3 forward passes, 2 for a model such as pcb whose "
+                   "output for the swapped pair is the same; see docs/models.md).")
+@click.option("--tta-views", type=click.Choice(TTA_CHOICES), default=None,
+              help="Which test-time views to average over: flip-swap (= --tta), dihedral (the "
+                   "eight rotations and mirror images, for boards and aerial scenes whose "
+                   "orientation means nothing; 8 forward passes) or none.")
 @click.option("--scales", default=None, metavar="S1,S2,...",
               help="Multi-scale inference: average the probabilities over the pair resized by each "
                    "factor (e.g. 1,2: sharper outlines of small objects such as people in a fixed "
@@ -261,7 +275,8 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
             split_depth: float | None, split_cover: float | None, resize: bool, align: bool,
             align_method: str, ecc: bool, tile_size: int | None, tile_overlap: int | None, tile_batch: int,
             bands: str | None, windowed: bool | None, scale: str, max_pixels: int, save_probability: bool,
-            save_branches: bool, tta: bool, scales: str | None = None, domain: str | None = None,
+            save_branches: bool, tta: bool, tta_views: str | None = None, scales: str | None = None,
+            domain: str | None = None,
             ray_address: str | None = None,
             ray_workers: int | None = None,
             ray_cpus_per_worker: float = 1.0, ray_gpus_per_worker: float = 0.0,
@@ -294,7 +309,7 @@ def command(reference: str | None, comparison: str | None, out_dir: str, pairs_c
     options = _options(threshold, min_area, resize, bands, tile_size, tile_overlap, tile_batch, align,
                        align_method, ecc, save_probability, windowed, scale, max_pixels, save_branches,
                        split_depth, split_cover)
-    views = parse_views(tta, scales, domain)
+    views = parse_views(tta, scales, domain, tta_views)
     ray = _ray_settings(ray_address, ray_workers, ray_cpus_per_worker, ray_gpus_per_worker, ray_num_cpus,
                         out_dir)
     if ray is not None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from changeseg.cli.detect import TTA_CHOICES, parse_views
 from changeseg.cli.main import run_command
 from changeseg.evaluation.selection import (
     parse_options,
@@ -45,6 +46,9 @@ from changeseg.evaluation.selection import (
 @click.option("--tta", is_flag=True,
               help="Test-time augmentation: average over the pair, its mirror image and the "
                    "swapped pair, as `detect --tta` does.")
+@click.option("--tta-views", type=click.Choice(TTA_CHOICES), default=None,
+              help="Which test-time views to average over, as `detect --tta-views` does: flip-swap "
+                   "(= --tta), dihedral (the eight rotations and mirror images) or none.")
 @click.option("--scales", default=None, metavar="S1,S2,...",
               help="Multi-scale inference: average over the pair resized by each factor, as "
                    "`detect --scales` does (default: the model's own, 1 unless it records others).")
@@ -60,7 +64,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
             names: str | None, out_dir: str, protocols: str | None, box_options: tuple[str, ...],
             threshold: float | None, limit: int | None, worst: int, device: str,
             precision: str, tta: bool, scales: str | None, tile_size: int, tile_overlap: int | None,
-            domain: str | None = None) -> None:
+            domain: str | None = None, tta_views: str | None = None) -> None:
     """Evaluate a model on a dataset with the c3po, global and boxes protocols."""
     from changeseg.data.datasets import open_dataset
     from changeseg.data.pairs import PairSubset
@@ -68,12 +72,12 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
     from changeseg.evaluation.report import render_markdown
     from changeseg.evaluation.runner import evaluate
     from changeseg.inference.backend import backend_box_grow, backend_min_area, backend_split
-    from changeseg.inference.multiscale import TestViews, parse_scales, views_of, with_views
+    from changeseg.inference.multiscale import views_of, with_views
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.inference.tiling import Tiled, TilingOptions
     from changeseg.labels import BINARY_CLASSES
 
-    views = TestViews(tta, parse_scales(scales) if scales is not None else None, domain)
+    views = parse_views(tta, scales, domain, tta_views)
     tiling = TilingOptions(tile_size, tile_overlap)  # bad tiling fails before anything is read
     options = parse_options(data_options, "--data-option")
     if split is not None:
@@ -105,7 +109,7 @@ def command(model: str, data_spec: str, split: str | None, data_options: tuple[s
         class_names=detector.class_names if not binary else None, typed_by_threshold=True,
         metadata={"model": model, "trained": detector.trained, "data": data_spec,
                   "split": split, "data_options": options, "names": names, "limit": limit,
-                  "precision": detector.precision, "tta": tta,
+                  "precision": detector.precision, "tta": views.tta,
                   "scales": list(views_of(backend).scales), "domain": domain,
                   "tile_size": tile_size, "tile_overlap": tiling.overlap if tile_size else None,
                   "scored_as": "binary change" if binary else "classes"},

@@ -49,7 +49,8 @@ CalibrationPairs = Callable[[], Sequence[tuple[Any, Any]]]
 class BackendSpec:
     """Which backend to load: `backend` (auto, torch, onnx or openvino), `model` (a packaged
     name, preset name or folder), `device`, `precision` (auto, fp32, bf16, int8), `tta`
-    (average over three views), `scales` (average over the pair resized by each factor;
+    (average over test-time views: True or "flip-swap", three views; "dihedral", eight;
+    `changeseg.inference.tta`), `scales` (average over the pair resized by each factor;
     None: the model's own, `changeseg.inference.multiscale.model_scales`) and `domain` (one of
     the model's domain calibrations, `changeseg.inference.domains`; None: none)."""
 
@@ -57,7 +58,7 @@ class BackendSpec:
     backend: str = "torch"
     device: str = "cpu"
     precision: str = "auto"
-    tta: bool = False
+    tta: bool | str | None = False
     scales: tuple[float, ...] | None = None
     domain: str | None = None
 
@@ -251,7 +252,7 @@ def load_backend(spec: BackendSpec, log: Log | None = None,
     the cache, an int8 quantisation) and of a precision a backend ignores ("note: ..."). For
     int8 without a cached quantised model, `calibration()` yields the model's validation pairs
     (the CLI passes them; `changeseg.evaluation.selection.model_validation_pairs`). With
-    `spec.tta` the detector is wrapped to average over a mirrored and a swapped view, with
+    `spec.tta` the detector is wrapped to average over its test-time views, with
     `spec.scales` over the pair resized by each factor (`changeseg.inference.multiscale`), with
     `spec.domain` its probabilities carry that domain calibration. Raises
     InputError for contradictory requests (int8 on PyTorch, an ONNX backend on a GPU) and

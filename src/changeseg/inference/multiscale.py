@@ -122,18 +122,20 @@ def model_scales(backend: Any) -> tuple[float, ...]:
     return parse_scales(metadata.get("scales", (1.0,)))
 
 
-def with_views(backend: Any, tta: bool = False, scales: str | Sequence[float] | None = None,
+def with_views(backend: Any, tta: bool | str | None = False, scales: str | Sequence[float] | None = None,
                domain: str | None = None) -> Any:
-    """`backend` wrapped for test-time views: `TestTimeAugmented` when `tta`, `MultiScale` when
-    `scales` (a sequence or "1,2"-style text) is more than the pair as it is ((1,) leaves it
-    alone; None: the model's own, `model_scales`), and outermost `DomainCalibrated` when
-    `domain` names one of the model's domain calibrations (`changeseg.inference.domains`; an
-    InputError when the model has none of that name)."""
+    """`backend` wrapped for test-time views: `TestTimeAugmented` when `tta` (True or "flip-swap":
+    the mirrored and the swapped pair; "dihedral": the eight rotations and mirror images; False,
+    None or "none": no views), `MultiScale` when `scales` (a sequence or "1,2"-style text) is
+    more than the pair as it is ((1,) leaves it alone; None: the model's own, `model_scales`),
+    and outermost `DomainCalibrated` when `domain` names one of the model's domain calibrations
+    (`changeseg.inference.domains`; an InputError when the model has none of that name)."""
     from changeseg.inference.domains import DomainCalibrated
-    from changeseg.inference.tta import TestTimeAugmented
+    from changeseg.inference.tta import TestTimeAugmented, tta_views
 
     scales = model_scales(backend) if scales is None else parse_scales(scales)
-    wrapped = TestTimeAugmented(backend) if tta else backend
+    views = tta_views(tta)
+    wrapped = TestTimeAugmented(backend, views) if views else backend
     if scales != (1.0,):
         wrapped = MultiScale(wrapped, scales)
     if domain is not None:
@@ -144,35 +146,41 @@ def with_views(backend: Any, tta: bool = False, scales: str | Sequence[float] | 
 def views_of(backend: Any) -> TestViews:
     """The test-time views a backend built by `with_views` averages over."""
     from changeseg.inference.domains import DomainCalibrated
-    from changeseg.inference.tta import TestTimeAugmented
+    from changeseg.inference.tta import TestTimeAugmented, tta_set_name
 
     domain = backend.domain if isinstance(backend, DomainCalibrated) else None
     backend = backend.backend if isinstance(backend, DomainCalibrated) else backend
     scales = backend.scales if isinstance(backend, MultiScale) else (1.0,)
     inner = backend.backend if isinstance(backend, MultiScale) else backend
-    return TestViews(isinstance(inner, TestTimeAugmented), scales, domain)
+    views = inner.views if isinstance(inner, TestTimeAugmented) else ()
+    return TestViews(tta_set_name(views), scales, domain)
 
 
 @dataclass(frozen=True)
 class TestViews:
-    """How a detector is run at test time: `tta` (mirrored and swapped views), `scales` (the
+    """How a detector is run at test time: `tta` (the name of a set of views of
+    `changeseg.inference.tta`: "flip-swap", the mirrored and the swapped pair, or "dihedral"; None =
+    none; True and False are read as "flip-swap" and None), `scales` (the
     pair resized by each factor; (1,) = as it is; None = the model's own) and `domain` (one of
     the model's domain calibrations applied to the averaged probabilities; None = none)."""
 
     __test__ = False  # not a pytest test class, despite its name
 
-    tta: bool = False
+    tta: str | None = None
     scales: tuple[float, ...] | None = (1.0,)
     domain: str | None = None
 
     def __post_init__(self) -> None:
+        from changeseg.inference.tta import tta_set_name, tta_views
+
+        object.__setattr__(self, "tta", tta_set_name(tta_views(self.tta)))
         if self.scales is not None:
             object.__setattr__(self, "scales", parse_scales(self.scales))
 
     def describe(self) -> str:
-        """", tta, scales 1,2, domain fixed-camera" and the like for summary lines; "" for the pair
-        as it is."""
-        text = ", tta" if self.tta else ""
+        """", tta, scales 1,2, domain fixed-camera" (", tta dihedral" for that set) and the like for
+        summary lines; "" for the pair as it is."""
+        text = "" if self.tta is None else ", tta" if self.tta == "flip-swap" else f", tta {self.tta}"
         if self.scales is not None and self.scales != (1.0,):
             text += ", scales " + ",".join(f"{s:g}" for s in self.scales)
         if self.domain is not None:

@@ -222,7 +222,7 @@ class OnnxChangeDetector:
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
-                align: bool | str | AlignOptions = False, tta: bool = False,
+                align: bool | str | AlignOptions = False, tta: bool | str = False,
                 scales: Sequence[float] | None = None, scale: str | None = None,
                 split_depth: float | None = None, split_cover: float | None = None,
                 domain: str | None = None) -> ChangeResult:
@@ -231,7 +231,8 @@ class OnnxChangeDetector:
         Same contract as `ChangeDetector.predict`, through the same torch-free pipeline:
         `threshold` (default: the model's own), `min_area`, `resize`, tiling of images larger
         than `tile_size`, `align` (register the comparison onto the reference first), `tta`
-        (average over a mirrored and a swapped view), `scales` (average over the pair resized
+        (True: average over a mirrored and a swapped view; "dihedral": over the eight rotations
+        and mirror images), `scales` (average over the pair resized
         by each factor, e.g. (1, 2); default: the model's own; `changeseg.inference.multiscale`),
         `scale` (raw values to 0–1) and
         `split_depth` / `split_cover` (split merged regions; default: the model's own) and

@@ -210,34 +210,34 @@ class ChangeDetector:
     def predict(self, reference: ImageLike, comparison: ImageLike, threshold: float | None = None,
                 min_area: int | None = None, resize: bool = False, tile_size: int = DEFAULT_TILE_SIZE,
                 tile_overlap: int | None = None, tile_batch: int = 1,
-                align: bool | str | AlignOptions = False, tta: bool = False,
+                align: bool | str | AlignOptions = False, tta: bool | str = False,
                 scales: Sequence[float] | None = None, scale: str | None = None,
                 split_depth: float | None = None, split_cover: float | None = None,
                 domain: str | None = None) -> ChangeResult:
         """Detect changes between two images (paths, PIL images or arrays).
 
-        `threshold` (default: the model's own) applies to the probability of any change;
-        regions smaller than `min_area` pixels are dropped (default: the model's own,
-        `config.metadata["min_area"]`, 0 for most models). Images of different sizes are an
-        InputError unless `resize=True`, which resizes the comparison to the reference, or
-        `align` (True, "sift", "orb" or `AlignOptions`), which registers the comparison onto
-        the reference and marks the reference pixels it does not cover as unknown
-        (`result.unknown`, never changed; `result.alignment` reports the fit). Images larger
-        than `tile_size` pixels (0 = never) are predicted as overlapping tiles of that size
-        (`tile_overlap` pixels, default a quarter tile up to 128; `tile_batch` tiles per forward
-        pass) blended into one map. `tta` averages over a mirrored and a swapped view
-        (`changeseg.inference.tta`; three forward passes). `scales` averages over the pair
-        resized by each factor, e.g. (1, 2) (`changeseg.inference.multiscale`; one forward pass
-        per scale, sharper outlines of small objects; default: the model's own,
-        `config.metadata["scales"]`, else (1,)). `scale` maps raw pixel values to the
-        model's 0–1 input ("auto", "dtype", "reflectance[:N]", "percentile[:LO,HI]"; default
-        "auto": 8-bit as is, other integer images the model's recorded scaling; see
-        `changeseg.io.scaling`). `split_depth` > 0 splits a region that holds several blobs
-        (touching defects) along the necks between them, keeping a split only where the pieces'
-        boxes cover at most `split_cover` times the whole's box (`changeseg.region_split`);
-        both default to the model's own (`config.metadata["split_depth"]`, `["split_cover"]`),
-        else no splitting (0; cover 1.0). `domain` (e.g. "fixed-camera") applies the model's
-        calibration for that kind of pair to the probabilities (`changeseg.inference.domains`;
+        `threshold` (default: the model's own) applies to the probability of any change; regions
+        smaller than `min_area` pixels are dropped (default: the model's own,
+        `config.metadata["min_area"]`, 0 for most models). Images of different sizes are an InputError
+        unless `resize=True`, which resizes the comparison to the reference, or `align` (True, "sift",
+        "orb" or `AlignOptions`), which registers the comparison onto the reference and marks the
+        reference pixels it does not cover as unknown (`result.unknown`, never changed;
+        `result.alignment` reports the fit). Images larger than `tile_size` pixels (0 = never) are
+        predicted as overlapping tiles of that size (`tile_overlap` pixels, default a quarter tile up
+        to 128; `tile_batch` tiles per forward pass) blended into one map. `tta=True` averages over a
+        mirrored and a swapped view (`changeseg.inference.tta`; three forward passes),
+        `tta="dihedral"` over the eight rotations and mirror images (for boards and aerial scenes;
+        eight passes). `scales` averages over the pair resized by each factor, e.g. (1, 2)
+        (`changeseg.inference.multiscale`; one forward pass per scale, sharper outlines of small
+        objects; default: the model's own, `config.metadata["scales"]`, else (1,)). `scale` maps raw
+        pixel values to the model's 0–1 input ("auto", "dtype", "reflectance[:N]",
+        "percentile[:LO,HI]"; default "auto": 8-bit as is, other integer images the model's recorded
+        scaling; see `changeseg.io.scaling`). `split_depth` > 0 splits a region that holds several
+        blobs (touching defects) along the necks between them, keeping a split only where the pieces'
+        boxes cover at most `split_cover` times the whole's box (`changeseg.region_split`); both
+        default to the model's own (`config.metadata["split_depth"]`, `["split_cover"]`), else no
+        splitting (0; cover 1.0). `domain` (e.g. "fixed-camera") applies the model's calibration for
+        that kind of pair to the probabilities (`changeseg.inference.domains`;
         `config.metadata["domains"]` lists them).
         """
         tiling = TilingOptions(tile_size, tile_overlap, tile_batch)

@@ -27,17 +27,13 @@ import torch
 from torch import Tensor, nn
 
 from changeseg.errors import ConfigError
+from changeseg.swap_symmetry import is_swap_symmetric
+
+__all__ = ["BRANCH_LETTERS", "FUSIONS", "MergeTemporal", "is_swap_symmetric", "parse_branches",
+           "split_shared_ad"]
 
 BRANCH_LETTERS = "iade"
 FUSIONS = ("sum", "concat", "linear")
-
-
-def is_swap_symmetric(branches: str, fusion: str, share_ad: bool) -> bool:
-    """Whether an MTF gives the same output for (f0, f1) and (f1, f0) (see the module doc)."""
-    letters = parse_branches(branches)
-    has_both = "a" in letters and "d" in letters
-    one_sided = ("a" in letters) != ("d" in letters)
-    return fusion == "sum" and not one_sided and (share_ad or not has_both)
 
 
 def split_shared_ad(state: dict[str, Tensor], target_keys: Iterable[str]) -> dict[str, Tensor]:

@@ -50,7 +50,7 @@ from changeseg.errors import CheckpointError, ConfigError
 from changeseg.hardware import cpu_model, cpu_supports_bf16
 from changeseg.io.checkpoints import CheckpointConfig, read_config, save_checkpoint
 from changeseg.io.images import atomic_write, write_json
-from changeseg.models.merge import is_swap_symmetric
+from changeseg.swap_symmetry import is_swap_symmetric
 from changeseg.training.datamodule import ChangeDataModule
 from changeseg.training.losses import resolve_class_weights
 from changeseg.training.module import INFO_KEY, ChangeSegTask
