@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--scales", default=None, help="comma-separated scales the pairs are predicted at, "
                         "probabilities averaged (as `changeseg evaluate --scales`; default: the model's own)")
     parser.add_argument("--tta", action="store_true", help="average over a mirrored and a swapped view of "
-                        "each pair (as `changeseg evaluate --tta`; three forward passes)")
+                        "each pair (as `changeseg evaluate --tta`; three forward passes, two for pcb)")
     parser.add_argument("--tta-views", choices=("none", *TTA_SETS), default=None,
                         help="which test-time views to average over (as `changeseg evaluate "
                              "--tta-views`; dihedral: 8 passes)")

@@ -225,7 +225,8 @@ class ChangeDetector:
         `result.alignment` reports the fit). Images larger than `tile_size` pixels (0 = never) are
         predicted as overlapping tiles of that size (`tile_overlap` pixels, default a quarter tile up
         to 128; `tile_batch` tiles per forward pass) blended into one map. `tta=True` averages over a
-        mirrored and a swapped view (`changeseg.inference.tta`; three forward passes),
+        mirrored and a swapped view (`changeseg.inference.tta`; three forward passes, two for a
+        swap-symmetric network such as `pcb`'s),
         `tta="dihedral"` over the eight rotations and mirror images (for boards and aerial scenes;
         eight passes). `scales` averages over the pair resized by each factor, e.g. (1, 2)
         (`changeseg.inference.multiscale`; one forward pass per scale, sharper outlines of small

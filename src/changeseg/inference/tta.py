@@ -67,12 +67,13 @@ def tta_views(tta: bool | str | Sequence[str] | None) -> tuple[str, ...]:
     return views
 
 
-def tta_option(tta: bool, tta_views: str | None) -> bool | str | None:
-    """The view setting of a `--tta` flag beside a `--tta-views NAME` option: NAME when given, else
-    the flag; an InputError when both are given and NAME is not "flip-swap" (what `--tta` means)."""
-    if tta and tta_views not in (None, "flip-swap"):
-        raise InputError(f"--tta is --tta-views flip-swap; give either it or --tta-views {tta_views}")
-    return tta_views if tta_views is not None else tta
+def tta_option(tta: bool, set_name: str | None) -> bool | str | None:
+    """The view setting of a `--tta` flag beside a `--tta-views NAME` option (`set_name`): NAME
+    when given, else the flag; an InputError when both are given and NAME is not "flip-swap"
+    (what `--tta` means)."""
+    if tta and set_name not in (None, "flip-swap"):
+        raise InputError(f"--tta is --tta-views flip-swap; give either it or --tta-views {set_name}")
+    return set_name if set_name is not None else tta
 
 
 def tta_set_name(views: Sequence[str]) -> str | None:
