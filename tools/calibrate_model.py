@@ -214,6 +214,9 @@ def main() -> None:
                         help="keep the model's decisions: map its threshold through the calibration "
                              "(for a threshold chosen on another protocol, e.g. pcb's box F-score) "
                              "instead of taking the best pixel-F1 threshold")
+    parser.add_argument("--decision-threshold", type=float, default=None, metavar="T",
+                        help="with --keep-threshold: the threshold on the uncalibrated scale to keep (e.g. "
+                             "the best of tools/sweep_box_threshold.py) instead of the model's own")
     parser.add_argument("--temperature-only", action="store_true",
                         help="fit only T by NLL (the bias then only moves the threshold into range)")
     parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE,
@@ -233,6 +236,8 @@ def main() -> None:
                                     or args.scales is not None):
         raise SystemExit("--domain fits T and a bias on one domain's pairs at the model's own scales; it "
                          "takes no --keep-threshold, --temperature-only, --balance-sources or --scales")
+    if args.decision_threshold is not None and not (args.keep_threshold and 0 < args.decision_threshold < 1):
+        raise SystemExit("--decision-threshold takes a threshold between 0 and 1, with --keep-threshold")
     started = time.perf_counter()
     if args.out.exists() and any(args.out.iterdir()) and not (args.out / "config.json").is_file():
         raise SystemExit(f"--out {args.out} exists and is not a checkpoint folder; not replacing it")
@@ -240,6 +245,8 @@ def main() -> None:
     detector = ChangeDetector.from_pretrained(args.model, device=args.device, precision="fp32")
     if not detector.trained:
         raise SystemExit(f"{args.model}: an untrained model; calibrate a trained checkpoint")
+    if args.decision_threshold is not None:
+        detector.config.threshold = args.decision_threshold
     print(f"model {args.model}: {len(detector.class_names)} classes, threshold {detector.config.threshold}")
     options = split_options(args.data_option, len(args.data))
     selectors = name_selectors(args.names, len(args.data))

@@ -36,5 +36,20 @@ def test_lists_each_packaged_models_threshold_and_domains(capsys):
     assert {"default", "pcb", "aerial"} <= set(settings)
     assert settings["default"]["domains"] == ["fixed-camera"]
     assert settings["pcb"]["domains"] == [] and settings["pcb"]["threshold"] == pytest.approx(0.68)
+    assert settings["default"]["networks"] == 1
     assert info.main([]) == 0
     assert "default: threshold 0.39, domain calibrations (--domain): fixed-camera" in capsys.readouterr().out
+
+
+def test_an_ensemble_says_how_many_networks_it_runs(tmp_path, monkeypatch, capsys):
+    from changeseg.io import checkpoints
+    from changeseg.io.checkpoints import CheckpointConfig, write_json
+
+    folder = tmp_path / "boards"
+    write_json(folder / "config.json", CheckpointConfig(model={"fpn_channels": 8, "ensemble": 2},
+                                                        threshold=0.6).to_json("float16"))
+    monkeypatch.setattr(checkpoints, "packaged_models", lambda: {"boards": folder})
+    assert info.main(["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_settings"]["boards"]["networks"] == 2
+    assert info.main([]) == 0
+    assert "boards: an ensemble of 2 networks, threshold 0.6" in capsys.readouterr().out

@@ -89,12 +89,17 @@ def test_bias_shift_moves_the_threshold_exactly():
     assert (np.argsort(moved) == np.argsort(base)).all()
 
 
-@pytest.mark.parametrize("head,classes,refine", [("fcn", 4, "none"), ("deeplabv3", 2, "none"),
-                                                 ("fcn", 4, "stride2")])
-def test_folding_into_the_model_gives_the_calibrated_logits(head, classes, refine):
+@pytest.mark.parametrize("head,classes,refine,networks", [
+    ("fcn", 4, "none", 1), ("deeplabv3", 2, "none", 1), ("fcn", 4, "stride2", 1),
+    ("fcn", 2, "none", 2)])  # an ensemble (changeseg.models.ensemble): into every member
+def test_folding_into_the_model_gives_the_calibrated_logits(head, classes, refine, networks):
+    from changeseg.models.ensemble import build_network
+    from changeseg.models.model import ModelConfig
+
     torch.manual_seed(0)
-    model = build_model(fpn_channels=16, head=head, num_classes=classes, refine=refine)
-    if model.refine is not None:  # a trained refinement: non-zero residual, moved BatchNorm mean
+    model = build_network(ModelConfig(fpn_channels=16, head=head, num_classes=classes, refine=refine,
+                                      ensemble=networks))
+    if getattr(model, "refine", None) is not None:  # trained: non-zero residual, moved BatchNorm mean
         torch.nn.init.normal_(model.refine.out.weight, std=0.3)
         model.refine.body[1].running_mean.normal_()
     model.eval()
@@ -354,3 +359,21 @@ def test_calibrating_again_drops_the_domains_fitted_on_the_old_calibration(tmp_p
     assert "domain calibrations dropped (fit them again with --domain): bench" in capsys.readouterr().out
     metadata = json.loads((tmp_path / "again" / "config.json").read_text())["metadata"]
     assert "domains" not in metadata and "calibration" in metadata
+
+
+def test_the_tool_keeps_a_decision_threshold_given_on_the_uncalibrated_scale(tmp_path, monkeypatch, capsys):
+    _, source = tiny_source(tmp_path / "model", threshold=0.5)
+    write_folder_pairs(tmp_path / "pairs", count=2)
+    out = {kept: tmp_path / f"calibrated-{kept}" for kept in (0.5, 0.8)}
+    run_tool(monkeypatch, str(source), f"folder:{tmp_path / 'pairs'}", "--out", str(out[0.5]),
+             "--max-pixels", "4000", "--keep-threshold")
+    run_tool(monkeypatch, str(source), f"folder:{tmp_path / 'pairs'}", "--out", str(out[0.8]),
+             "--max-pixels", "4000", "--keep-threshold", "--decision-threshold", "0.8")
+    assert "(the model's 0.8 mapped)" in capsys.readouterr().out
+    for kept, folder in out.items():
+        calibration = json.loads((folder / "config.json").read_text())["metadata"]["calibration"]
+        assert calibration["previous_threshold"] == kept
+        assert f"the model's own ({kept}) mapped" in calibration["rule"]
+    with pytest.raises(SystemExit, match="--decision-threshold"):
+        run_tool(monkeypatch, str(source), f"folder:{tmp_path / 'pairs'}", "--out", str(tmp_path / "x"),
+                 "--decision-threshold", "0.8")

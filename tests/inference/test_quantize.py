@@ -203,3 +203,26 @@ def test_quantising_needs_pairs(tiny_checkpoint, private_cache, tmp_path):
     with pytest.raises(InputError, match="calibration pairs"):
         quantize_onnx(folder, tmp_path / "int8", [])
     assert not (tmp_path / "int8").exists()
+
+
+def test_the_scope_reaches_every_member_of_an_ensemble(tmp_path):
+    import torch
+
+    from changeseg.inference.export import export_onnx
+    from changeseg.inference.quantize import _scoped_convs
+    from changeseg.io.checkpoints import save_checkpoint
+    from changeseg.models.ensemble import build_network
+    from changeseg.models.model import ModelConfig
+
+    torch.manual_seed(0)
+    single, ensemble = (build_network(ModelConfig(fpn_channels=8, ensemble=n)).eval() for n in (1, 2))
+    scoped = {}
+    for name, network in (("single", single), ("ensemble", ensemble)):
+        folder = save_checkpoint(tmp_path / name, network.state_dict(),
+                                 CheckpointConfig(model=network.config.to_dict()))
+        export_onnx(folder, tmp_path / f"{name}-onnx")
+        scoped[name] = _scoped_convs(tmp_path / f"{name}-onnx" / "model.onnx", DEFAULT_SCOPE)
+    assert scoped["single"] and all(n.startswith(DEFAULT_SCOPE) for n in scoped["single"])
+    # the same convs in each member, and nothing else (not every conv, as an unmatched scope would)
+    assert sorted(scoped["ensemble"]) == sorted(n.replace("/model/", f"/model/members.{i}/", 1)
+                                                for i in (0, 1) for n in scoped["single"])

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
 from changeseg.evaluation.calibration import Calibration, fold_into_model
@@ -70,3 +72,56 @@ def test_a_packaged_model_name_is_read_and_a_missing_folder_is_one_error_line(tm
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and "not found" in result.stderr
     assert not (tmp_path / "soup").exists()
+
+
+def held_out_config(model: torch.nn.Module, names: list[str], **metadata: object) -> CheckpointConfig:
+    """A checkpoint config recording `names` as the pairs its training held out."""
+    sources = [{"spec": "folder:data/boards", "val_names": names}]
+    return CheckpointConfig(model=model.config.to_dict(),
+                            metadata={"val_names": names, "training": {"seed": len(names),
+                                                                       "data": {"sources": sources}},
+                                      **metadata})
+
+
+def test_an_ensemble_averages_the_members_raw_logits(tmp_path: Path) -> None:
+    from changeseg.inference.predictor import ChangeDetector
+
+    first, second = tiny(3), tiny(4)
+    names = ["a", "b"]
+    calibration = Calibration(temperature=1.4, no_change_bias=0.8)
+    calibrated = save_checkpoint(  # a packaged member: its folded calibration is undone first
+        tmp_path / "first", fold_into_model(tiny(3), calibration).state_dict(),
+        held_out_config(first, names, calibration={**calibration.to_dict(), "previous_threshold": 0.9}))
+    raw = save_checkpoint(tmp_path / "second", second.state_dict(), held_out_config(second, names))
+
+    result = run_tool("--ensemble", str(tmp_path / "ensemble"), str(calibrated), str(raw))
+    assert result.returncode == 0, result.stderr
+    config, _ = load_checkpoint(tmp_path / "ensemble")
+    assert config.model["ensemble"] == 2 and config.threshold == 0.9
+    assert "calibration" not in config.metadata and config.metadata["val_names"] == names
+    assert [m["source"] for m in config.metadata["ensemble_of"]] == [str(calibrated), str(raw)]
+    assert [m["calibration_undone"] for m in config.metadata["ensemble_of"]] == [calibration.to_dict(), None]
+    detector = ChangeDetector.from_pretrained(tmp_path / "ensemble", precision="fp32")
+    generator = torch.Generator().manual_seed(9)
+    reference, comparison = (torch.randn(1, 3, 64, 96, generator=generator) for _ in range(2))
+    with torch.no_grad():
+        expected = (first(reference, comparison) + second(reference, comparison)) / 2
+        assert torch.allclose(detector.model(reference, comparison), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("problem", ["held-out", "normalisation", "nested"])
+def test_members_that_do_not_fit_together_are_one_error_line(tmp_path: Path, problem: str) -> None:
+    first, second = tiny(5), tiny(6)
+    one = save_checkpoint(tmp_path / "one", first.state_dict(), held_out_config(first, ["a", "b"]))
+    other_config = held_out_config(second, ["a", "c"] if problem == "held-out" else ["a", "b"])
+    if problem == "normalisation":
+        other_config = replace(other_config, mean=[0.5, 0.5, 0.5])
+    other = save_checkpoint(tmp_path / "other", second.state_dict(), other_config)
+    if problem == "nested":
+        assert run_tool("--ensemble", str(tmp_path / "pair"), str(one), str(other)).returncode == 0
+        one = other = tmp_path / "pair"
+    result = run_tool("--ensemble", str(tmp_path / "ensemble"), str(one), str(other))
+    assert result.returncode != 0 and result.stderr.strip().count("\n") == 0
+    assert {"held-out": "other validation pairs", "normalisation": "normalisation",
+            "nested": "ensembles already"}[problem] in result.stderr
+    assert not (tmp_path / "ensemble").exists()

@@ -104,6 +104,32 @@ def test_freeze_bn_keeps_backbone_statistics() -> None:
     assert torch.equal(before, backbone_bn[0].running_mean)
 
 
+def test_an_ensemble_trains_as_one_network_and_keeps_every_members_statistics() -> None:
+    torch.manual_seed(0)
+    task = ChangeSegTask(model={**TINY, "ensemble": 2}, optim={"freeze_bn": True})
+    task.train()
+    members = list(task.model.members)
+    backbone_bn = [m for member in members for m in member.backbone.modules()
+                   if isinstance(m, nn.BatchNorm2d)]
+    assert len(members) == 2 and backbone_bn and not any(m.training for m in backbone_bn)
+    reference, comparison = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)
+    loss = task.criterion(task(reference, comparison), torch.randint(0, 2, (2, 64, 64)))
+    loss.backward()
+    assert all(member.head[-1].weight.grad is not None for member in members)
+
+
+def test_fine_tuning_an_ensemble_starts_from_every_members_weights(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    source = ChangeSegTask(model={**TINY, "ensemble": 2})
+    folder = save_checkpoint(tmp_path / "ensemble", source.model.state_dict(),
+                             CheckpointConfig(model=source.model_config.to_dict()))
+    torch.manual_seed(2)
+    task = ChangeSegTask(model={**TINY, "ensemble": 2}, init_from=str(folder))
+    assert task.init_report["skipped"] == []
+    for name, tensor in source.model.state_dict().items():
+        assert torch.equal(tensor, task.model.state_dict()[name]), name
+
+
 def test_initial_weights_from_a_model_folder(tmp_path: Path) -> None:
     source = tiny_task()
     folder = save_checkpoint(tmp_path / "m", source.model.state_dict(),

@@ -53,7 +53,8 @@ def preset_rows() -> list[dict]:
 
 
 def model_settings() -> dict[str, dict]:
-    """Each packaged model's threshold, scales and domain calibrations (`detect --domain NAME`)."""
+    """Each packaged model's threshold, scales, domain calibrations (`detect --domain NAME`) and
+    number of networks (above 1 for an output ensemble, `changeseg.models.ensemble`)."""
     from types import SimpleNamespace
 
     from changeseg.inference.domains import model_domains
@@ -64,7 +65,8 @@ def model_settings() -> dict[str, dict]:
     for name, folder in sorted(packaged_models().items()):
         model = SimpleNamespace(config=read_config(folder))  # what the backend helpers read
         settings[name] = {"threshold": model.config.threshold, "scales": list(model_scales(model)),
-                          "domains": sorted(model_domains(model))}
+                          "domains": sorted(model_domains(model)),
+                          "networks": int(model.config.model.get("ensemble", 1))}
     return settings
 
 
@@ -112,7 +114,9 @@ def print_tables(report: dict) -> None:
                                                   "none yet (presets are untrained)"))
     for name, setting in report["model_settings"].items():
         domains = ", ".join(setting["domains"]) or "none"
-        console.print(f"  {name}: threshold {setting['threshold']:g}, "
+        networks = (f"an ensemble of {setting['networks']} networks, "
+                    if setting["networks"] > 1 else "")
+        console.print(f"  {name}: {networks}threshold {setting['threshold']:g}, "
                       f"domain calibrations (--domain): {domains}")
 
 

@@ -476,22 +476,27 @@ def fold_into_model(model: nn.Module, calibration: Calibration) -> nn.Module:
     """Fold `calibration` into the classifier conv in place; returns `model`.
 
     Weights and bias are divided by the temperature and the no-change bias is added to the
-    class-0 bias, so ``model(x)`` afterwards equals ``apply_to_logits(old_model(x))``.
+    class-0 bias, so ``model(x)`` afterwards equals ``apply_to_logits(old_model(x))``. An
+    ensemble's calibration goes into each member's classifier.
 
     A detail refinement (`model.refine`, changeseg.models.refine) adds its residual to the
     logits and reads the coarse logits: its output conv is divided by the temperature too, and
     its first conv is given back what it read before (weights on the logit channels times the
     temperature; the no-change bias, a constant there, taken out again by its BatchNorm's mean).
     """
-    conv = classifier_conv(model)
-    if conv.bias is None:
-        raise InputError("the classifier conv has no bias to take the no-change bias")
-    temperature, bias = calibration.temperature, calibration.no_change_bias
-    with torch.no_grad():
-        conv.weight.div_(temperature)
-        conv.bias.div_(temperature)
-        conv.bias[0] += bias
-    refine = getattr(model, "refine", None)
-    if refine is not None:
-        refine.fold_calibration(temperature, bias)
+    members = getattr(model, "members", None)
+    # An ensemble (changeseg.models.ensemble) averages its members' logits, so folding the same
+    # calibration into every member calibrates the mean exactly.
+    for network in (members if isinstance(members, nn.ModuleList) else [model]):
+        conv = classifier_conv(network)
+        if conv.bias is None:
+            raise InputError("the classifier conv has no bias to take the no-change bias")
+        temperature, bias = calibration.temperature, calibration.no_change_bias
+        with torch.no_grad():
+            conv.weight.div_(temperature)
+            conv.bias.div_(temperature)
+            conv.bias[0] += bias
+        refine = getattr(network, "refine", None)
+        if refine is not None:
+            refine.fold_calibration(temperature, bias)
     return model

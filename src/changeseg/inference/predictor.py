@@ -35,6 +35,7 @@ from changeseg.io.images import (
     to_float,
     to_model_channels,
 )
+from changeseg.models.ensemble import EnsembleModel, build_network
 from changeseg.models.model import ChangeSegModel, ModelConfig
 from changeseg.models.presets import PRESETS, preset_config
 
@@ -49,7 +50,7 @@ class ChangeDetector:
 
     backend_name = "torch"
 
-    def __init__(self, model: ChangeSegModel, config: CheckpointConfig, device: str = "cpu",
+    def __init__(self, model: ChangeSegModel | EnsembleModel, config: CheckpointConfig, device: str = "cpu",
                  precision: str = "auto", name: str = "", trained: bool = True) -> None:
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -112,7 +113,7 @@ class ChangeDetector:
     def _from_folder(cls, folder: Path, device: str, precision: str, name: str) -> ChangeDetector:
         config, state = load_checkpoint(folder)
         try:
-            model = ChangeSegModel(ModelConfig.from_dict(config.model))
+            model = build_network(ModelConfig.from_dict(config.model))
         except (ConfigError, TypeError) as exc:
             raise CheckpointError(f"checkpoint {folder}: bad model config ({exc})") from None
         check_state_dict(model.state_dict(), state, str(folder))
@@ -134,7 +135,7 @@ class ChangeDetector:
         return cls(model, config, device, precision, name=name, trained=False)
 
     @classmethod
-    def from_model(cls, model: ChangeSegModel, config: CheckpointConfig | None = None,
+    def from_model(cls, model: ChangeSegModel | EnsembleModel, config: CheckpointConfig | None = None,
                    device: str = "cpu", precision: str = "auto", name: str = "") -> ChangeDetector:
         """Wrap an in-memory network (e.g. straight from training)."""
         config = config or CheckpointConfig(model=model.config.to_dict())

@@ -44,6 +44,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -246,7 +247,10 @@ def _scoped_convs(model_file: Path, scope: Sequence[str] | None) -> list[str] | 
     import onnx
 
     graph = onnx.load(str(model_file), load_external_data=False).graph
-    nodes = [n.name for n in graph.node if n.op_type in QUANTIZED_OPS and n.name.startswith(tuple(scope))]
+    # An ensemble's nodes sit under /model/members.N/ (changeseg.models.ensemble): the same scope
+    # applies to every member.
+    nodes = [n.name for n in graph.node if n.op_type in QUANTIZED_OPS
+             and re.sub(r"^/model/members\.\d+/", "/model/", n.name).startswith(tuple(scope))]
     return nodes or None
 
 

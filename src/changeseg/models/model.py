@@ -18,7 +18,7 @@ from changeseg.models.refine import REFINE_KINDS, DetailRefine
 
 PAD_MULTIPLE = 32  # the coarsest stride: inputs are padded to a multiple of it and cropped back
 # Options added after checkpoints were first written: left out of `ModelConfig.to_dict` at their defaults.
-OMITTED_AT_DEFAULT = ("msf_fuse", "refine")
+OMITTED_AT_DEFAULT = ("msf_fuse", "refine", "ensemble")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class ModelConfig:
     double_single_change: bool = True
     msf_fuse: str = "conv3x3"  # MSF fusion conv: conv3x3 (paper, official code), conv1x1, dwsep
     refine: str = "none"  # "stride2": correct the logits at stride 2 (changeseg.models.refine)
+    ensemble: int = 1  # >1: that many such networks, logits averaged (changeseg.models.ensemble)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
@@ -51,12 +52,14 @@ class ModelConfig:
         parse_branches(config.branches)
         if config.refine not in REFINE_KINDS:
             raise ConfigError(f"refine must be one of {', '.join(REFINE_KINDS)}, got {config.refine!r}")
+        if not isinstance(config.ensemble, int) or isinstance(config.ensemble, bool) or config.ensemble < 1:
+            raise ConfigError(f"ensemble must be a whole number of networks >= 1, got {config.ensemble!r}")
         return config
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a JSON-ready dict.
 
-        `msf_fuse` and `refine` are left out while they are the defaults, so configs (and
+        `msf_fuse`, `refine` and `ensemble` are left out while they are the defaults, so configs (and
         checkpoints) of the networks without them stay exactly as they were before the options
         existed.
         """
@@ -76,6 +79,9 @@ class ChangeSegModel(nn.Module):
 
     def __init__(self, config: ModelConfig, pretrained: str | None = None) -> None:
         super().__init__()
+        if config.ensemble != 1:
+            raise ConfigError(f"a config with ensemble: {config.ensemble} describes several networks: "
+                              "build it with changeseg.models.ensemble.build_network")
         self.config = config
         self.backbone = Backbone(config.backbone, pretrained, config.in_channels)
         # Unshared (pseudo-Siamese) weights: a second copy of the same backbone for the comparison.

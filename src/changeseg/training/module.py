@@ -1,9 +1,9 @@
 """The Lightning task: a C-3PO network with its loss, metrics, optimiser and schedule.
 
-`ChangeSegTask` owns a `ChangeSegModel` (built from a `ModelConfig` dict), a `ChangeLoss`,
-torchmetrics for training and validation, and the paper's optimiser recipe (Adam, lr 1e-4,
-linear warm-up, cosine decay; all configurable). Metrics are computed on the *changed*
-class - for typed labels every class but 0 counts as changed - with 255 ignored:
+`ChangeSegTask` owns a `ChangeSegModel` (or an ensemble of them; built from a `ModelConfig`
+dict), a `ChangeLoss`, torchmetrics for training and validation, and the paper's optimiser
+recipe (Adam, lr 1e-4, linear warm-up, cosine decay; all configurable). Metrics are computed
+on the *changed* class - for typed labels every class but 0 counts as changed - with 255 ignored:
 
 - ``val/f1``, ``val/iou``, ``val/precision``, ``val/recall``: global pixel counts over the
   whole validation set (the remote-sensing convention);
@@ -36,7 +36,8 @@ from torchmetrics.classification import (
 from changeseg.errors import CheckpointError, ConfigError
 from changeseg.io.checkpoints import load_checkpoint
 from changeseg.labels import IGNORE_INDEX, UNTYPED_CHANGE, is_change
-from changeseg.models import ChangeSegModel, ModelConfig
+from changeseg.models import ModelConfig
+from changeseg.models.ensemble import build_network, member_networks
 from changeseg.models.merge import split_shared_ad
 from changeseg.models.pyramid import seed_fuse_from_conv3x3
 from changeseg.training.losses import ChangeLoss, LossConfig
@@ -157,7 +158,8 @@ class ChangeSegTask(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model_config = ModelConfig.from_dict(dict(model))
-        self.model = ChangeSegModel(self.model_config, pretrained=pretrained)
+        # An ensemble config (changeseg.models.ensemble) trains its members jointly on their mean.
+        self.model = build_network(self.model_config, pretrained=pretrained)
         self.init_report: dict[str, Any] = {}
         if init_from:
             _, state = load_checkpoint(init_from)
@@ -203,7 +205,8 @@ class ChangeSegTask(pl.LightningModule):
         for prefix in prefixes:
             if not any(self._frozen(n, [prefix]) for n in names):
                 raise ConfigError(f"optim.freeze: no parameter of the model is under {prefix!r} "
-                                  f"(try backbone, merge, pyramid or head)")
+                                  f"(try backbone, merge, pyramid or head; "
+                                  f"members.0.backbone etc. in an ensemble)")
         for name, parameter in self.model.named_parameters():
             if self._frozen(name, prefixes):
                 parameter.requires_grad_(False)
@@ -222,9 +225,9 @@ class ChangeSegTask(pl.LightningModule):
                 if name and self._frozen(name):
                     module.eval()
         if mode and self.optim["freeze_bn"]:
-            for backbone in (self.model.backbone, self.model.backbone_comparison):
-                if backbone is None:
-                    continue
+            backbones = [b for network in member_networks(self.model)
+                         for b in (network.backbone, network.backbone_comparison) if b is not None]
+            for backbone in backbones:
                 for module in backbone.modules():
                     if isinstance(module, nn.modules.batchnorm._BatchNorm):
                         module.eval()
