@@ -42,7 +42,12 @@ def test_masks_stay_exact_and_photos_shrink() -> None:
     # ... but a lossless file with those grey levels is a photograph, not a mask
     assert device_bundle.encode_image(ringing, lossy_source=False)[1] == "jpeg"
     photo = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
-    assert device_bundle.encode_image(photo, lossy_source=False)[1] == "jpeg"
+    full, kind = device_bundle.encode_image(photo, lossy_source=False)
+    assert kind == "jpeg"
+    # smaller photographs where a call would not fit: lower quality, chroma at 4:2:0
+    small, _ = device_bundle.encode_image(photo, lossy_source=False, quality=85, subsample_chroma=True)
+    assert len(small) < 0.8 * len(full)
+    assert Image.open(io.BytesIO(small)).size == (80, 64)
 
 
 def test_packed_folder_reads_back_with_the_same_names_and_masks(tmp_path: Path) -> None:
@@ -75,18 +80,24 @@ def test_recipe_folders_and_the_carry_limit(tmp_path: Path, capsys: pytest.Captu
     out = tmp_path / "packed"
     assert device_bundle.main([str(recipe), "--data", str(data), "--out", str(out), "--limit-mib", "1"]) == 1
     assert "over the 1 MiB a device call carries" in capsys.readouterr().err
+    bad_quality = [str(recipe), "--data", str(data), "--out", str(out), "--jpeg-quality", "0"]
+    assert device_bundle.main(bad_quality) == 1
+    assert "--jpeg-quality must be 1-100" in capsys.readouterr().err
     assert device_bundle.main([str(recipe), "--data", str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     assert "pairs not found" in capsys.readouterr().err
 
 
 def test_device_recipes_load_and_start_from_weights_in_the_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     from changeseg.training.recipe import load_recipe
+    from changeseg.training.trainer import resolve_model_config
 
     monkeypatch.setenv("CHANGESEG_DATA", "/device/data")
     for name in ("pcb", "aerial"):
         recipe = load_recipe(ROOT / "configs" / f"device-{name}.yaml")
         assert recipe.model.init_from == f"src/changeseg/weights/{name}"
         assert (ROOT / recipe.model.init_from / "model.safetensors").is_file()
+        # one network comes back (an ensemble's float16 file can pass the 16 MiB a file may have)
+        assert resolve_model_config(recipe).get("ensemble", 1) == 1
         assert recipe.trainer.accelerator == "gpu" and recipe.trainer.max_time is not None
         assert recipe.output.storage_dtype == "float16"  # a returned file is at most 16 MiB
 

@@ -130,6 +130,21 @@ def test_fine_tuning_an_ensemble_starts_from_every_members_weights(tmp_path: Pat
         assert torch.equal(tensor, task.model.state_dict()[name]), name
 
 
+def test_a_single_network_starts_from_an_ensembles_first_member(tmp_path: Path) -> None:
+    """How a device run continues `pcb` (an ensemble) as one network: `ensemble: 1` in the recipe."""
+    torch.manual_seed(1)
+    source = ChangeSegTask(model={**TINY, "ensemble": 2})
+    folder = save_checkpoint(tmp_path / "ensemble", source.model.state_dict(),
+                             CheckpointConfig(model=source.model_config.to_dict()))
+    torch.manual_seed(2)
+    task = ChangeSegTask(model=dict(TINY), init_from=str(folder))
+    first = source.model.members[0].state_dict()
+    assert task.init_report["skipped"] == [] and task.init_report["loaded"] == len(first)
+    for name, tensor in task.model.state_dict().items():
+        assert torch.equal(tensor, first[name]), name
+    assert not torch.equal(task.model.head[-1].weight, source.model.members[1].head[-1].weight)
+
+
 def test_initial_weights_from_a_model_folder(tmp_path: Path) -> None:
     source = tiny_task()
     folder = save_checkpoint(tmp_path / "m", source.model.state_dict(),

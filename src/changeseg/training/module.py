@@ -37,7 +37,7 @@ from changeseg.errors import CheckpointError, ConfigError
 from changeseg.io.checkpoints import load_checkpoint
 from changeseg.labels import IGNORE_INDEX, UNTYPED_CHANGE, is_change
 from changeseg.models import ModelConfig
-from changeseg.models.ensemble import build_network, member_networks
+from changeseg.models.ensemble import MEMBERS_PREFIX, build_network, member_networks
 from changeseg.models.merge import split_shared_ad
 from changeseg.models.pyramid import seed_fuse_from_conv3x3
 from changeseg.training.losses import ChangeLoss, LossConfig
@@ -80,15 +80,28 @@ class WarmupSchedule:
         return self.min_ratio + (1.0 - self.min_ratio) * decay
 
 
+def first_member_state(state: dict[str, Tensor], own_names: Any) -> dict[str, Tensor]:
+    """An ensemble checkpoint's first member as a single network's state, when `own_names` (the
+    model being initialised) has no members; any other state is returned as it is."""
+    if any(name.startswith(MEMBERS_PREFIX) for name in own_names):
+        return state
+    first = MEMBERS_PREFIX + "0."
+    if not state or not all(name.startswith(MEMBERS_PREFIX) for name in state):
+        return state
+    return {name.removeprefix(first): tensor for name, tensor in state.items() if name.startswith(first)}
+
+
 def load_matching_weights(model: nn.Module, state: dict[str, Tensor]) -> tuple[list[str], list[str]]:
     """Copy every tensor of `state` whose name and shape match into `model`.
 
     Returns (loaded names, skipped names): a head trained for another number of classes is
     skipped and stays freshly initialised; a shared a/d conv fills both convs of a model with
     separate ones (`split_shared_ad`); a 3×3 MSF fusion seeds a 1×1 or depthwise-separable one
-    (`seed_fuse_from_conv3x3`). Raises CheckpointError when nothing matches.
+    (`seed_fuse_from_conv3x3`); an output ensemble's first member starts a single network
+    (`first_member_state`). Raises CheckpointError when nothing matches.
     """
     own = model.state_dict()
+    state = first_member_state(state, own.keys())
     state = split_shared_ad(state, own.keys())  # a shared a/d conv starts both separate ones
     state = seed_fuse_from_conv3x3(state, own)  # a 3×3 fusion seeds a cheaper one
     loaded, skipped = [], []
