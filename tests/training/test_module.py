@@ -118,12 +118,18 @@ def test_an_ensemble_trains_as_one_network_and_keeps_every_members_statistics() 
     assert all(member.head[-1].weight.grad is not None for member in members)
 
 
-def test_fine_tuning_an_ensemble_starts_from_every_members_weights(tmp_path: Path) -> None:
+def saved_ensemble(tmp_path: Path) -> tuple[ChangeSegTask, Path]:
+    """A seeded two-member ensemble task and its checkpoint folder."""
     torch.manual_seed(1)
     source = ChangeSegTask(model={**TINY, "ensemble": 2})
     folder = save_checkpoint(tmp_path / "ensemble", source.model.state_dict(),
                              CheckpointConfig(model=source.model_config.to_dict()))
     torch.manual_seed(2)
+    return source, folder
+
+
+def test_fine_tuning_an_ensemble_starts_from_every_members_weights(tmp_path: Path) -> None:
+    source, folder = saved_ensemble(tmp_path)
     task = ChangeSegTask(model={**TINY, "ensemble": 2}, init_from=str(folder))
     assert task.init_report["skipped"] == []
     for name, tensor in source.model.state_dict().items():
@@ -132,11 +138,7 @@ def test_fine_tuning_an_ensemble_starts_from_every_members_weights(tmp_path: Pat
 
 def test_a_single_network_starts_from_an_ensembles_first_member(tmp_path: Path) -> None:
     """How a device run continues `pcb` (an ensemble) as one network: `ensemble: 1` in the recipe."""
-    torch.manual_seed(1)
-    source = ChangeSegTask(model={**TINY, "ensemble": 2})
-    folder = save_checkpoint(tmp_path / "ensemble", source.model.state_dict(),
-                             CheckpointConfig(model=source.model_config.to_dict()))
-    torch.manual_seed(2)
+    source, folder = saved_ensemble(tmp_path)
     task = ChangeSegTask(model=dict(TINY), init_from=str(folder))
     first = source.model.members[0].state_dict()
     assert task.init_report["skipped"] == [] and task.init_report["loaded"] == len(first)
