@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -80,7 +80,7 @@ class WarmupSchedule:
         return self.min_ratio + (1.0 - self.min_ratio) * decay
 
 
-def first_member_state(state: dict[str, Tensor], own_names: Any) -> dict[str, Tensor]:
+def first_member_state(state: dict[str, Tensor], own_names: Iterable[str]) -> dict[str, Tensor]:
     """An ensemble checkpoint's first member as a single network's state, when `own_names` (the
     model being initialised) has no members; any other state is returned as it is."""
     if any(name.startswith(MEMBERS_PREFIX) for name in own_names):
