@@ -80,6 +80,7 @@ def main() -> None:
     paths = {label: path for label, path in every.items() if not wanted or any(w in label for w in wanted)}
     if not paths:
         parser.error(f"--only {args.only!r} matches no path; paths: {'; '.join(every)}")
+    from changeseg.errors import ChangesegError
     from changeseg.inference.loading import describe_backend
     from changeseg.inference.predictor import ChangeDetector
     from changeseg.models.presets import build_preset
@@ -93,9 +94,15 @@ def main() -> None:
         if model == PAPER:  # random weights, no ImageNet download: speed does not depend on them
             detector = ChangeDetector.from_model(build_preset(PAPER), precision=precision, name=PAPER)
         else:
-            detector = ChangeDetector.from_pretrained(model, backend=backend, precision=precision)
+            try:
+                detector = ChangeDetector.from_pretrained(model, backend=backend, precision=precision)
+            except ChangesegError as error:  # e.g. int8 of a folder never quantised: the others still run
+                print(f"skipped {label}: {error}")
+                continue
         detector.predict(reference, comparison)  # warm-up (and the one-time export for onnx/openvino)
         detectors[f"{label} [{describe_backend(detector, backend)}]"] = detector
+    if not detectors:
+        sys.exit("error: no path could be loaded (see the skipped lines above)")
     times: dict[str, list[float]] = {label: [] for label in detectors}
     labels = list(detectors)
     for number in range(args.rounds):  # a rotating order: no path always runs after the same one
