@@ -14,8 +14,7 @@ def run_bench(tmp_path: Path, checkpoint: Path, only: str) -> subprocess.Complet
     environment = {**os.environ, "CHANGESEG_CACHE": str(tmp_path / "cache")}  # no int8 model cached yet
     command = [sys.executable, "bench/full_predict.py", "--models", str(checkpoint), "--only", only,
                "--size", "64", "--rounds", "1"]
-    return subprocess.run(command,
-                          cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
+    return subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
 
 
 def test_an_int8_path_without_a_quantised_model_is_skipped_and_the_others_timed(

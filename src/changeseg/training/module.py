@@ -83,11 +83,10 @@ class WarmupSchedule:
 def first_member_state(state: dict[str, Tensor], own_names: Iterable[str]) -> dict[str, Tensor]:
     """An ensemble checkpoint's first member as a single network's state, when `own_names` (the
     model being initialised) has no members; any other state is returned as it is."""
-    if any(name.startswith(MEMBERS_PREFIX) for name in own_names):
+    target_is_ensemble = any(name.startswith(MEMBERS_PREFIX) for name in own_names)
+    if target_is_ensemble or not state or not all(name.startswith(MEMBERS_PREFIX) for name in state):
         return state
     first = MEMBERS_PREFIX + "0."
-    if not state or not all(name.startswith(MEMBERS_PREFIX) for name in state):
-        return state
     return {name.removeprefix(first): tensor for name, tensor in state.items() if name.startswith(first)}
 
 
