@@ -97,8 +97,9 @@ class AugmentSection:
     strength of brightness/contrast/saturation changes, applied to each image independently
     with probability `p_color`; `tone_curve` the strength of a season-like per-channel gain
     and gamma applied to one image of the pair with probability `p_tone`
-    (`changeseg.data.transforms.ToneCurve`); `swap` exchanges reference and comparison
-    (binary labels only: it turns appear into disappear).
+    (`changeseg.data.transforms.ToneCurve`); `swap` exchanges reference and comparison with
+    probability `swap` (with typed labels appear and disappear are exchanged too; binary
+    labels stay as they are).
     """
 
     hflip: float = 0.5
