@@ -5,7 +5,8 @@
 # decision threshold on them) and evaluate on pair k, which it never saw. Prints one line per
 # held-out pair and the mean. About 7 min per fine-tune on the 2-core CPU.
 #   bash bench/tsunami_loo.sh [DATA_DIR]      (default ../shared/data/tsunami) → runs/tsunami-loo/
-# FINETUNE_ARGS adds `changeseg finetune` options and overrides, OUT moves the runs, e.g. the
+# FINETUNE_ARGS adds `changeseg finetune` options and overrides, FROM starts the fine-tunes from
+# another model (a packaged name or a model folder; default `default`), OUT moves the runs, e.g. the
 # rule before 2026-12-05 (one of the two pairs held back to choose the threshold on), 3 epochs:
 #   FINETUNE_ARGS="trainer.max_epochs=3 data.val_fraction=0.2" OUT=runs/tsunami-loo-3ep bash bench/tsunami_loo.sh
 # bench/tsunami_loo_rules.py then scores the finished runs under other thresholds and WiSE-FT mixes.
@@ -15,6 +16,7 @@ export OMP_WAIT_POLICY=PASSIVE
 DATA=$(realpath "${1:-../shared/data/tsunami}")
 BIN=.venv/bin
 OUT=${OUT:-runs/tsunami-loo}
+FROM=${FROM:-default}
 read -r -a EXTRA <<< "${FINETUNE_ARGS:-}"
 for k in 0 1 2; do
   split=$OUT/split$k
@@ -24,7 +26,7 @@ for k in 0 1 2; do
     for sub in t0 t1; do ln -sf "$DATA/$sub/0000000$i.jpg" "$split/data/$sub/"; done
     ln -sf "$DATA/mask/0000000$i.png" "$split/data/mask/"
   done
-  $BIN/changeseg finetune --from default -d "pcd:$split/data" -o "$split/run" --no-progress "${EXTRA[@]}"
+  $BIN/changeseg finetune --from "$FROM" -d "pcd:$split/data" -o "$split/run" --no-progress "${EXTRA[@]}"
   echo "0000000$k" > "$split/heldout.txt"
   $BIN/changeseg evaluate -m "$split/run/best" -d "pcd:$DATA" --names "$split/heldout.txt" -o "$split/eval" --worst 1
 done

@@ -26,10 +26,11 @@ the F1 of the three held-out pairs' pixels pooled.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +93,37 @@ def held_back(run: Path, names: list[str]) -> int | None:
     return names.index(held[0]) if held else None
 
 
+@contextlib.contextmanager
+def one_error_line(start: str) -> Iterator[None]:
+    """Turn a model that does not load or mix (say, fine-tunes of another architecture than
+    `start`) into one error line and exit status 1."""
+    from changeseg.errors import ChangesegError
+
+    try:
+        yield
+    except ChangesegError as error:
+        print(f"error: with starting model {start} (the model the fine-tunes started from): {error}",
+              file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def started_from(run: Path) -> str:
+    """The model a fine-tune started from, as its `recipe.yaml` records it (`model.init_from`);
+    `default` for a run that records none."""
+    import yaml
+
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text()) if (run / "recipe.yaml").is_file() else {}
+    return str(((recipe or {}).get("model") or {}).get("init_from") or "default")
+
+
 def main() -> int:
     """Score every split of the leave-one-out folder under every alpha and rule."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="the OUT folder of bench/tsunami_loo.sh")
     parser.add_argument("--alphas", default="1", help="WiSE-FT mixes, comma-separated, in [0, 1]")
     parser.add_argument("--data", default="../shared/data/tsunami", help="the TSUNAMI folder")
-    parser.add_argument("--start", default="default", help="the model the fine-tunes started from")
+    parser.add_argument("--start", help="the model the fine-tunes started from (default: what the first "
+                        "split's recipe.yaml records, as bench/tsunami_loo.sh's FROM set it)")
     args = parser.parse_args()
     try:
         alphas = [float(a) for a in args.alphas.split(",")]
@@ -122,18 +147,20 @@ def main() -> int:
     from changeseg.io.checkpoints import model_folder, read_config
     from changeseg.training.weight_averaging import interpolate_models
 
+    start_name = args.start or started_from(runs[0])
+    start = model_folder(start_name) or Path(start_name)
+    with one_error_line(start_name):
+        kept = read_config(start).threshold
     dataset = open_dataset(f"pcd:{args.data}")
     samples = [dataset[i] for i in range(len(dataset))]
     masks = [np.asarray(sample["mask"]) == 1 for sample in samples]
-    start = model_folder(args.start) or Path(args.start)
-    kept = read_config(start).threshold
 
     def probabilities(detector: ChangeDetector, scales: tuple[float, ...] | None = None) -> list[np.ndarray]:
         predict = probability_function(with_views(detector, scales=scales), binary=True)
         return [predict(sample["reference"], sample["comparison"]) for sample in samples]
 
     rows: dict[tuple[float, str], list[tuple[float, np.ndarray]]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, one_error_line(start_name):
         for k, run in enumerate(runs):
             validation = held_back(run, list(dataset.names))
             tuned = tuned_weights(run)

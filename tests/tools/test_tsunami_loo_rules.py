@@ -64,10 +64,28 @@ def test_alphas_mix_the_fine_tuned_weights_alone(tmp_path: Path) -> None:
     assert rules.tuned_weights(run) == run / "best-tuned"
 
 
+def test_the_start_is_what_the_fine_tunes_started_from(tmp_path: Path) -> None:
+    """`bench/tsunami_loo.sh` with FROM=…: the runs' recipe.yaml names the start, not `default`."""
+    run = tmp_path / "run"
+    run.mkdir()
+    assert rules.started_from(run) == "default"
+    (run / "recipe.yaml").write_text("seed: 42\nmodel:\n  init_from: runs/chain/default-7\n")
+    assert rules.started_from(run) == "runs/chain/default-7"
+    (run / "recipe.yaml").write_text("model:\n  init_from: null\n")
+    assert rules.started_from(run) == "default"
+
+
 def test_bad_alphas_or_a_missing_run_is_one_error_line(tmp_path: Path) -> None:
     script = str(ROOT / "bench" / "tsunami_loo_rules.py")
+    unstarted = tmp_path / "unstarted"  # three fine-tunes whose start is not a model folder
+    for k in range(3):
+        run = unstarted / f"split{k}" / "run"
+        (run / "best").mkdir(parents=True)
+        (run / "best" / "config.json").write_text("{}")
+        (run / "recipe.yaml").write_text(f"model: {{init_from: {tmp_path}/gone}}\n")
     for args, words in (([str(tmp_path), "--alphas", "0.5,2"], "--alphas"),
-                        ([str(tmp_path)], "no fine-tuned model")):
+                        ([str(tmp_path)], "no fine-tuned model"),
+                        ([str(unstarted)], f"starting model {tmp_path}/gone")):
         done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.startswith("error: ") and words in done.stderr

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -105,7 +107,10 @@ def test_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     assert not [p for p in (broken / "checkpoints").iterdir() if p.suffix != ".ckpt"]
     with pytest.raises(Exception, match="--resume"):
         train(tiny_recipe(broken, f"folder:{data}", *settings))
-    train(tiny_recipe(broken, f"folder:{data}", *settings), resume=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(tiny_recipe(broken, f"folder:{data}", *settings), resume=True)
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]  # its own folder
 
     _, expected = load_checkpoint(whole / "last")
     _, resumed = load_checkpoint(broken / "last")
@@ -252,8 +257,10 @@ def test_bf16_trains_in_fp32_on_a_cpu_without_native_bf16(monkeypatch: pytest.Mo
 @pytest.mark.parametrize("native_bf16", [False, True])
 def test_a_run_records_the_precision_it_trained_in(native_bf16: bool, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch,
-                                                   capfd: pytest.CaptureFixture[str]) -> None:
-    """The exported model says which precision it was trained in and on which CPU."""
+                                                   capfd: pytest.CaptureFixture[str],
+                                                   recwarn: pytest.WarningsRecorder) -> None:
+    """The exported model says which precision it was trained in and on which CPU (and a bf16 run
+    prints no warning about the model summary's size estimate)."""
     monkeypatch.setattr("changeseg.training.trainer.cpu_supports_bf16", lambda: native_bf16)
     data = write_pairs(tmp_path / "data", count=4)
     recipe = tiny_recipe(tmp_path / "run", f"folder:{data}", "trainer.max_epochs=1",
@@ -263,6 +270,7 @@ def test_a_run_records_the_precision_it_trained_in(native_bf16: bool, tmp_path: 
     assert training["precision"] == ("bf16-mixed" if native_bf16 else "32-true")
     assert training["machine"]["cpu_bf16"] is native_bf16 and training["machine"]["cpu"]
     assert ("no native bf16" in capfd.readouterr().err) is not native_bf16
+    assert not [w for w in recwarn if "model summary" in str(w.message)]
 
 
 def test_periodic_checkpoints_export_as_model_folders(tmp_path: Path) -> None:
@@ -292,3 +300,26 @@ def test_a_model_validated_on_enlarged_pairs_records_the_scale_it_runs_at(tmp_pa
     assert read_config(enlarged).metadata["scales"] == [2.0]
     plain = train(tiny_recipe(tmp_path / "plain", f"folder:{data}"))
     assert "scales" not in read_config(plain).metadata
+
+
+def test_a_run_prints_none_of_lightnings_chatter(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    """Lightning's advertisement, TPU line, `weights_only` notice and its own pytree deprecation
+    stay out of a run's output; its device line (a fact about the run) stays."""
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())  # type: ignore[method-assign]
+    loggers = [logging.getLogger(name) for name in (
+        "lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        data = write_pairs(tmp_path / "data", count=4)
+        train(tiny_recipe(tmp_path / "run", f"folder:{data}", "trainer.max_epochs=2"))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    printed = "\n".join(logged)
+    assert "GPU available:" in printed
+    for chatter in ("💡 Tip:", "TPU available:", "`weights_only` was not set"):
+        assert chatter not in printed
+    assert not [w for w in recwarn if "LeafSpec" in str(w.message)]

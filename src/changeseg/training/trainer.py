@@ -26,6 +26,7 @@ Lightning start the processes of one machine itself.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import platform
@@ -57,6 +58,15 @@ from changeseg.training.module import INFO_KEY, ChangeSegTask
 from changeseg.training.recipe import Recipe, dump_recipe
 
 CHECKPOINT_DIR = "checkpoints"
+# Lightning's lines that tell a changeseg user nothing about their run: an advertisement and the
+# TPU count, logged at INFO on its rank-zero logger.
+LIGHTNING_CHATTER = ("💡 Tip:", "TPU available:")
+# Warnings a run would print that the user cannot act on: torch deprecating a class Lightning's own
+# pytree helper still builds; the model summary's size estimate, which knows no bf16-mixed (the
+# shipped recipes' precision); and, when resuming, the run's own checkpoint folder being non-empty.
+LIGHTNING_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                      r"Precision [\w-]+ is not supported by the model summary")
+RESUME_WARNING = r"Checkpoint directory .* exists and is not empty"
 LAST_CHECKPOINT = "last.ckpt"
 
 
@@ -183,7 +193,25 @@ class EpochEndState(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Save the state (on every rank: Lightning's save gathers and writes on rank 0)."""
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # said, so Lightning does not log it
+
+
+class _DropChatter(logging.Filter):
+    """Drops the log records that start with one of LIGHTNING_CHATTER."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(LIGHTNING_CHATTER)
+
+
+_CHATTER_FILTER = _DropChatter()
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's advertisement and TPU line out of a run's output (idempotent)."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if _CHATTER_FILTER not in logger.filters:
+            logger.addFilter(_CHATTER_FILTER)
 
 
 def build_trainer(recipe: Recipe, run_dir: Path, has_val: bool,
@@ -191,6 +219,7 @@ def build_trainer(recipe: Recipe, run_dir: Path, has_val: bool,
                   ) -> tuple[pl.Trainer, ModelCheckpoint | None]:
     """The Lightning Trainer of a recipe, and its best-on-validation checkpoint callback."""
     t = recipe.trainer
+    quiet_lightning()
     precision, notice = training_precision(t.precision, t.accelerator)
     if notice and is_rank_zero():
         print(notice, file=sys.stderr, flush=True)
@@ -278,6 +307,10 @@ def train(recipe: Recipe, *, resume: bool | str = False, callbacks: Sequence[Cal
     trainer, best = build_trainer(recipe, run_dir, data.val_set is not None, callbacks, progress_bar)
     task.total_steps = total_steps(recipe, data.train_batches_per_epoch(trainer.world_size))
     with warnings.catch_warnings():
+        for message in LIGHTNING_WARNINGS:
+            warnings.filterwarnings("ignore", message=message)
+        if ckpt_path:
+            warnings.filterwarnings("ignore", message=RESUME_WARNING)
         if recipe.optim.freeze_bn:  # the backbone's BatchNorm layers are in eval mode on purpose
             warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
         trainer.fit(task, datamodule=data, ckpt_path=str(ckpt_path) if ckpt_path else None)
