@@ -58,6 +58,7 @@ from changeseg.training.module import INFO_KEY, ChangeSegTask
 from changeseg.training.recipe import Recipe, dump_recipe
 
 CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
 # Lightning's lines that tell a changeseg user nothing about their run: an advertisement and the
 # TPU count, logged at INFO on its rank-zero logger.
 LIGHTNING_CHATTER = ("💡 Tip:", "TPU available:")
@@ -67,7 +68,6 @@ LIGHTNING_CHATTER = ("💡 Tip:", "TPU available:")
 LIGHTNING_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                       r"Precision [\w-]+ is not supported by the model summary")
 RESUME_WARNING = r"Checkpoint directory .* exists and is not empty"
-LAST_CHECKPOINT = "last.ckpt"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -193,7 +193,7 @@ class EpochEndState(Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Save the state (on every rank: Lightning's save gathers and writes on rank 0)."""
-        trainer.save_checkpoint(self.path, weights_only=False)  # said, so Lightning does not log it
+        trainer.save_checkpoint(self.path, weights_only=False)  # explicit: Lightning logs its default
 
 
 class _DropChatter(logging.Filter):
