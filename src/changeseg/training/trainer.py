@@ -207,11 +207,11 @@ _CHATTER_FILTER = _DropChatter()
 
 
 def quiet_lightning() -> None:
-    """Keep Lightning's advertisement and TPU line out of a run's output (idempotent)."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if _CHATTER_FILTER not in logger.filters:
-            logger.addFilter(_CHATTER_FILTER)
+    """Keep Lightning's advertisement and TPU line out of a run's output (idempotent). Importing
+    `lightning.pytorch` points Fabric's rank-zero messages at this same logger."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _CHATTER_FILTER not in logger.filters:
+        logger.addFilter(_CHATTER_FILTER)
 
 
 def build_trainer(recipe: Recipe, run_dir: Path, has_val: bool,
