@@ -94,26 +94,28 @@ def held_back(run: Path, names: list[str]) -> int | None:
 
 
 @contextlib.contextmanager
-def one_error_line(start: str) -> Iterator[None]:
-    """Turn a model that does not load or mix (say, fine-tunes of another architecture than
-    `start`) into one error line and exit status 1."""
+def one_error_line(start: str | None = None) -> Iterator[None]:
+    """Turn changeseg's errors (a run's recipe that does not parse; a model that does not load or
+    mix, say fine-tunes of another architecture than `start`) into one error line and exit
+    status 1."""
     from changeseg.errors import ChangesegError
 
     try:
         yield
     except ChangesegError as error:
-        print(f"error: with starting model {start} (the model the fine-tunes started from): {error}",
-              file=sys.stderr)
+        where = f"with starting model {start} (the model the fine-tunes started from): " if start else ""
+        print(f"error: {where}{error}", file=sys.stderr)
         raise SystemExit(1) from None
 
 
 def started_from(run: Path) -> str:
     """The model a fine-tune started from, as its `recipe.yaml` records it (`model.init_from`);
     `default` for a run that records none."""
-    import yaml
+    from changeseg.training.recipe import read_yaml
 
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text()) if (run / "recipe.yaml").is_file() else {}
-    return str(((recipe or {}).get("model") or {}).get("init_from") or "default")
+    recipe = read_yaml(run / "recipe.yaml") if (run / "recipe.yaml").is_file() else {}
+    model = recipe.get("model")
+    return str((model.get("init_from") if isinstance(model, dict) else None) or "default")
 
 
 def main() -> int:
@@ -147,7 +149,8 @@ def main() -> int:
     from changeseg.io.checkpoints import model_folder, read_config
     from changeseg.training.weight_averaging import interpolate_models
 
-    start_name = args.start or started_from(runs[0])
+    with one_error_line():
+        start_name = args.start or started_from(runs[0])
     start = model_folder(start_name) or Path(start_name)
     with one_error_line(start_name):
         kept = read_config(start).threshold

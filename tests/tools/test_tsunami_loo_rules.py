@@ -83,9 +83,15 @@ def test_bad_alphas_or_a_missing_run_is_one_error_line(tmp_path: Path) -> None:
         (run / "best").mkdir(parents=True)
         (run / "best" / "config.json").write_text("{}")
         (run / "recipe.yaml").write_text(f"model: {{init_from: {tmp_path}/gone}}\n")
+    unparsed = tmp_path / "unparsed"  # the first split's recipe.yaml is not YAML
+    for k in range(3):
+        (unparsed / f"split{k}" / "run" / "best").mkdir(parents=True)
+        (unparsed / f"split{k}" / "run" / "best" / "config.json").write_text("{}")
+    (unparsed / "split0" / "run" / "recipe.yaml").write_text("model: [unclosed\n")
     for args, words in (([str(tmp_path), "--alphas", "0.5,2"], "--alphas"),
                         ([str(tmp_path)], "no fine-tuned model"),
-                        ([str(unstarted)], f"starting model {tmp_path}/gone")):
+                        ([str(unstarted)], f"starting model {tmp_path}/gone"),
+                        ([str(unparsed)], "is not valid YAML")):
         done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 1 and done.stdout == ""
         assert done.stderr.startswith("error: ") and words in done.stderr
